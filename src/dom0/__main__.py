@@ -1,0 +1,3 @@
+from dom0.cli.main import main
+
+raise SystemExit(main())

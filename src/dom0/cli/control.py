@@ -1,0 +1,102 @@
+"""`dom0 create/start/shutdown/reboot/destroy/pause/resume`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dom0 import jsonview
+from dom0.cli.session import hypervisor, print_json
+from dom0.control import wait_until_stopped
+from dom0.errors import GuestNotFound, UsageError
+from dom0.hypervisor import Hypervisor
+
+
+def _done(args: argparse.Namespace, hv: Hypervisor, ref: str, message: str) -> int:
+    if args.json:
+        try:
+            result = jsonview.guest(hv.guest(ref))
+        except GuestNotFound:  # a transient guest is gone once it stops
+            result = None
+        print_json({"guest": ref, "action": args.command, "result": result})
+    else:
+        print(message)
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Start a guest from a libvirt XML file."""
+    path = Path(args.file)
+    try:
+        definition = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}", "give the path of a libvirt domain XML file") from exc
+    with hypervisor(args) as hv:
+        guest = hv.create(definition)
+        if args.json:
+            print_json({"action": "create", "result": jsonview.guest(guest)})
+        else:
+            print(f"created {guest.name} (ID {guest.id}); it is gone once it stops (not defined)")
+    if args.console:
+        from dom0.cli.console import attach
+
+        return attach(args, guest.uuid)
+    return 0
+
+
+def cmd_simple(args: argparse.Namespace) -> int:
+    """start, reboot, pause, resume: one call each."""
+    with hypervisor(args) as hv:
+        ref = args.guest
+        if args.command == "start":
+            g = hv.start(ref)
+            return _done(args, hv, ref, f"started {g.name} (ID {g.id})")
+        if args.command == "reboot":
+            hv.reboot(ref)
+            return _done(args, hv, ref, f"asked {ref} to reboot")
+        if args.command == "pause":
+            hv.pause(ref)
+            return _done(args, hv, ref, f"paused {ref}: it keeps its memory; `dom0 resume {ref}` lets it run")
+        hv.resume(ref)
+        return _done(args, hv, ref, f"resumed {ref}")
+
+
+def cmd_shutdown(args: argparse.Namespace) -> int:
+    """Ask for an orderly shutdown; with --wait, wait for it."""
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive", "e.g. --timeout 120")
+    with hypervisor(args) as hv:
+        name = hv.guest(args.guest).name
+        hv.shutdown(args.guest)
+        if not args.wait:
+            return _done(args, hv, args.guest, f"asked {name} to shut down (use --wait to wait for it)")
+        took = wait_until_stopped(hv, args.guest, args.timeout)
+        if args.json:
+            print_json({"guest": name, "action": "shutdown", "stopped": True, "seconds": round(took, 1)})
+        else:
+            print(f"{name} shut down in {took:.1f} s")
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    """Stop a guest at once, after asking (or with --yes)."""
+    with hypervisor(args) as hv:
+        g = hv.guest(args.guest)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"refusing to destroy {g.name} without confirmation",
+                    "destroy is like pulling the power cord; add --yes if you mean it "
+                    "(`dom0 shutdown` is the orderly way)",
+                )
+            answer = input(f"Destroy {g.name} (ID {g.id}) now? Unsaved data in it is lost. [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("not destroyed")
+                return 1
+        hv.destroy(args.guest)
+        if args.json:
+            print_json({"guest": g.name, "action": "destroy", "destroyed": True})
+        else:
+            print(f"destroyed {g.name}")
+    return 0

@@ -1,0 +1,133 @@
+"""The `dom0` command: argument parsing and dispatch. Handlers are imported only when their command runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from dom0 import __version__
+from dom0.errors import Dom0Error
+
+Handler = Callable[[argparse.Namespace], int]
+
+DESCRIPTION = """\
+See and control the guests of a Xen or KVM host, in words a non-expert on call can follow.
+Guests are named by name, UUID or ID everywhere."""
+
+EPILOG = """\
+hypervisor: -c URI, else $DOM0_CONNECT, else $LIBVIRT_DEFAULT_URI, else xen:///system on a Xen host,
+else qemu:///system.  Examples:
+  dom0 list --long web1          what xm list --long showed, explained
+  dom0 top                       live CPU, memory, disk and network per guest (d/n switch detail, q quits)
+  dom0 explain 5696              a Xen VBD number decoded: 22:64 = hdd
+  dom0 support-bundle            save everything the admin will want, before you reboot or destroy"""
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each subcommand names its handler as 'module:function'."""
+    parser = argparse.ArgumentParser(
+        prog="dom0",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-c", "--connect", metavar="URI", help="hypervisor URI (see below)")
+    parser.add_argument("--debug", action="store_true", help="log every hypervisor call and external command")
+    parser.add_argument("--version", action="version", version=f"dom0 {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("list", "dom0.cli.see:cmd_list", "list guests like `xm list`, with states in words")
+    p.add_argument("guests", nargs="*", metavar="GUEST", help="only these guests")
+    p.add_argument("-a", "--all", action="store_true", help="include guests that are defined but not running")
+    p.add_argument("-l", "--long", action="store_true", help="disks, NICs, boot method, autostart (xm list --long)")
+    _add_json(p)
+
+    p = command("top", "dom0.cli.top:cmd_top", "live CPU, memory, disk and network use per guest, like xentop")
+    p.add_argument("-b", "--batch", action="store_true", help="print samples instead of a live screen")
+    p.add_argument("-n", "--iterations", type=int, metavar="N", help="stop after N samples (batch default: 1)")
+    p.add_argument("-d", "--delay", type=float, default=2.0, metavar="SECONDS", help="seconds between samples")
+    p.add_argument("guests", nargs="*", metavar="GUEST", help="only these guests")
+    _add_json(p)
+
+    p = command("explain", "dom0.cli.explain:cmd_explain", "explain a state letter, a Xen VBD number or a device")
+    p.add_argument("word", metavar="WORD", help="r b p s c d, '-b----', 5696, 0x1640, 22:64, hdd, xvda1")
+    _add_json(p)
+
+    p = command("create", "dom0.cli.control:cmd_create", "start a guest from a libvirt XML file (not kept defined)")
+    p.add_argument("file", metavar="FILE", help="libvirt domain XML")
+    p.add_argument("--console", action="store_true", help="attach to its console once started (like xm create -c)")
+    _add_json(p)
+
+    for verb, text in (
+        ("start", "start a defined guest"),
+        ("reboot", "ask a guest to reboot"),
+        ("pause", "pause a guest: it keeps its memory but gets no CPU"),
+        ("resume", "let a paused guest run again"),
+    ):
+        p = command(verb, "dom0.cli.control:cmd_simple", text)
+        p.add_argument("guest", metavar="GUEST")
+        _add_json(p)
+
+    p = command("shutdown", "dom0.cli.control:cmd_shutdown", "ask a guest for an orderly shutdown")
+    p.add_argument("guest", metavar="GUEST")
+    p.add_argument("-w", "--wait", action="store_true", help="wait until it has stopped")
+    p.add_argument("-t", "--timeout", type=float, default=300.0, metavar="S", help="how long --wait waits (300)")
+    _add_json(p)
+
+    p = command("destroy", "dom0.cli.control:cmd_destroy", "stop a guest at once, like pulling its power cord")
+    p.add_argument("guest", metavar="GUEST")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when not on a terminal)")
+    _add_json(p)
+
+    p = command("console", "dom0.cli.console:cmd_console", "attach to a guest's serial console (Ctrl-] detaches)")
+    p.add_argument("guest", metavar="GUEST")
+
+    p = command("dmesg", "dom0.cli.support:cmd_dmesg", "the hypervisor's log, or a guest's console and libvirt log")
+    p.add_argument("guest", nargs="?", metavar="GUEST", help="show this guest's logs instead")
+    _add_json(p)
+
+    p = command(
+        "support-bundle",
+        "dom0.cli.support:cmd_support_bundle",
+        "save host facts, every guest's state, definitions and logs in one tar.gz (do this before a reboot)",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: dom0-support-HOST-TIME.tar.gz)")
+    _add_json(p)
+    return parser
+
+
+def _resolve(spec: str) -> Handler:
+    module, _, func = spec.partition(":")
+    handler: Handler = getattr(importlib.import_module(module), func)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dom0` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    try:
+        return _resolve(args.handler)(args)
+    except Dom0Error as exc:
+        print(f"dom0: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dom0: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

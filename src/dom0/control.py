@@ -1,0 +1,34 @@
+"""Guest control that needs more than one hypervisor call: waiting for an orderly shutdown."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from dom0.errors import GuestNotFound, OperationTimeout
+from dom0.hypervisor import Hypervisor
+
+
+def wait_until_stopped(
+    hv: Hypervisor,
+    ref: str,
+    timeout: float,
+    *,
+    poll: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+) -> float:
+    """Wait for the guest to stop; return the seconds it took, or raise OperationTimeout saying it still runs."""
+    start = clock()
+    while True:
+        try:
+            state = hv.guest(ref).state
+        except GuestNotFound:
+            return clock() - start  # a transient guest disappears once it stops
+        if not state.is_active:
+            return clock() - start
+        if clock() - start >= timeout:
+            raise OperationTimeout(
+                f"{ref!r} did not stop within {timeout:g} s; it still runs ({state.value})",
+                f"wait longer with --timeout, look at `dom0 console {ref}`, or as a last resort `dom0 destroy {ref}`",
+            )
+        time.sleep(poll)

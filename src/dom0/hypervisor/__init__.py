@@ -1,0 +1,137 @@
+"""Reaching a hypervisor: the Hypervisor protocol every backend implements, and how a URI is chosen."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from dom0.model import Guest, GuestCounters, GuestDetails, HostInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LogText:
+    """A log and where it came from, so the user is told which log they are reading."""
+
+    source: str
+    text: str
+
+
+class Console(Protocol):
+    """A guest's serial console as a byte stream."""
+
+    def read(self, timeout: float) -> bytes | None:
+        """Bytes from the guest, b'' if none arrived within `timeout`, None once the console closed."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send keystrokes to the guest."""
+        ...
+
+    def close(self) -> None:
+        """Detach; the guest keeps running."""
+        ...
+
+
+class Hypervisor(Protocol):
+    """What dom0 needs from a hypervisor; libvirt (QEMU/KVM, Xen's libxl, test://) and xl implement it."""
+
+    uri: str
+
+    def host(self) -> HostInfo:
+        """Facts about the host and the hypervisor."""
+        ...
+
+    def guests(self, *, include_inactive: bool = False) -> list[Guest]:
+        """Guests sorted as `xl list` sorts them: by ID, then inactive ones by name."""
+        ...
+
+    def guest(self, ref: str) -> Guest:
+        """The guest with that name, UUID or ID; GuestNotFound otherwise."""
+        ...
+
+    def details(self, ref: str) -> GuestDetails:
+        """What `list --long` shows for one guest."""
+        ...
+
+    def definition(self, ref: str) -> str:
+        """The guest's definition in the hypervisor's own format (libvirt XML, xl.cfg)."""
+        ...
+
+    def counters(self, refs: Sequence[str] = ()) -> list[GuestCounters]:
+        """Cumulative CPU, disk and network counters of running guests (all of them when `refs` is empty)."""
+        ...
+
+    def create(self, definition: str) -> Guest:
+        """Start a guest from a definition, without keeping the definition."""
+        ...
+
+    def start(self, ref: str) -> Guest:
+        """Start a defined guest."""
+        ...
+
+    def shutdown(self, ref: str) -> None:
+        """Ask the guest for an orderly shutdown; returns at once."""
+        ...
+
+    def reboot(self, ref: str) -> None:
+        """Ask the guest to reboot."""
+        ...
+
+    def destroy(self, ref: str) -> None:
+        """Stop the guest at once, like pulling the power cord."""
+        ...
+
+    def pause(self, ref: str) -> None:
+        """Stop scheduling the guest's CPUs; it keeps its memory."""
+        ...
+
+    def resume(self, ref: str) -> None:
+        """Let a paused guest run again."""
+        ...
+
+    def console(self, ref: str) -> Console:
+        """Attach to the guest's serial console."""
+        ...
+
+    def hypervisor_log(self) -> LogText:
+        """The hypervisor's own log (`xl dmesg` on Xen, the host kernel's log for KVM/QEMU)."""
+        ...
+
+    def guest_logs(self, ref: str) -> list[LogText]:
+        """The guest's console log and the hypervisor's log of that guest, those that exist."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UriChoice:
+    """The URI dom0 will use and why, so an error can say what was tried."""
+
+    uri: str
+    reason: str
+
+
+def choose_uri(explicit: str | None, environ: dict[str, str] | None = None) -> UriChoice:
+    """Pick the URI like virsh: -c, then $DOM0_CONNECT, $LIBVIRT_DEFAULT_URI, then Xen or QEMU by the host."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return UriChoice(explicit, "from -c/--connect")
+    for var in ("DOM0_CONNECT", "LIBVIRT_DEFAULT_URI"):
+        if env.get(var):
+            return UriChoice(env[var], f"from ${var}")
+    if Path("/proc/xen/capabilities").exists():
+        return UriChoice("xen:///system", "this host runs Xen")
+    return UriChoice("qemu:///system", "the default for a KVM/QEMU host")
+
+
+def connect(choice: UriChoice) -> Hypervisor:
+    """Open the hypervisor the URI names; HypervisorUnavailable when nothing answers."""
+    from dom0.hypervisor.libvirt import LibvirtHypervisor
+
+    return LibvirtHypervisor.open(choice)

@@ -1,0 +1,127 @@
+"""Reading libvirt domain XML into dom0's model; pure functions, no libvirt import."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from dom0.model import Boot, BootKind, Disk, DiskSource, Nic
+
+
+@dataclass(frozen=True, slots=True)
+class DomainXml:
+    """The parts of a domain definition that dom0 reports."""
+
+    hypervisor_type: str
+    os_type: str
+    boot: Boot
+    disks: tuple[Disk, ...]
+    nics: tuple[Nic, ...]
+    on_poweroff: str
+    on_reboot: str
+    on_crash: str
+    console_log: str
+
+
+def _text(node: ET.Element | None, path: str) -> str:
+    if node is None:
+        return ""
+    found = node.find(path)
+    return (found.text or "").strip() if found is not None else ""
+
+
+def _disk(el: ET.Element) -> Disk:
+    kind = el.get("type", "file")
+    src = el.find("source")
+    source = ""
+    if src is not None:
+        if kind == "file":
+            source = src.get("file", "")
+        elif kind == "block":
+            source = src.get("dev", "")
+        elif kind == "volume":
+            source = f"{src.get('pool', '')}/{src.get('volume', '')}"
+        elif kind == "network":
+            source = f"{src.get('protocol', '')}:{src.get('name', '')}"
+    target = el.find("target")
+    driver = el.find("driver")
+    try:
+        source_kind = DiskSource(kind) if source else DiskSource.NONE
+    except ValueError:
+        source_kind = DiskSource.NONE
+    return Disk(
+        target=target.get("dev", "") if target is not None else "",
+        source_kind=source_kind,
+        source=source,
+        device=el.get("device", "disk"),
+        bus=target.get("bus", "") if target is not None else "",
+        format=driver.get("type", "") if driver is not None else "",
+        readonly=el.find("readonly") is not None,
+    )
+
+
+def _nic(el: ET.Element) -> Nic:
+    kind = el.get("type", "")
+    src = el.find("source")
+    source = ""
+    if src is not None:
+        source = src.get("bridge") or src.get("network") or src.get("dev") or ""
+    mac = el.find("mac")
+    model = el.find("model")
+    target = el.find("target")
+    return Nic(
+        mac=mac.get("address", "") if mac is not None else "",
+        kind=kind,
+        source=source,
+        model=model.get("type", "") if model is not None else "",
+        target=target.get("dev", "") if target is not None else "",
+    )
+
+
+def _boot(root: ET.Element) -> Boot:
+    os_el = root.find("os")
+    kernel = _text(os_el, "kernel")
+    loader = _text(root, "bootloader")
+    if kernel:
+        return Boot(BootKind.KERNEL, kernel=kernel, initrd=_text(os_el, "initrd"), cmdline=_text(os_el, "cmdline"))
+    if loader:
+        return Boot(BootKind.BOOTLOADER, bootloader=loader, cmdline=_text(root, "bootloader_args"))
+    devices = tuple(b.get("dev", "") for b in os_el.findall("boot")) if os_el is not None else ()
+    return Boot(BootKind.FIRMWARE, devices=devices)
+
+
+def _console_log(devices: ET.Element | None) -> str:
+    if devices is None:
+        return ""
+    for tag in ("serial", "console"):
+        for el in devices.findall(tag):
+            log = el.find("log")
+            if log is not None and log.get("file"):
+                return log.get("file", "")
+            if el.get("type") == "file":
+                src = el.find("source")
+                if src is not None and src.get("path"):
+                    return src.get("path", "")
+    return ""
+
+
+def parse(xml: str) -> DomainXml:
+    """Parse a domain definition as libvirt's XMLDesc returns it."""
+    root = ET.fromstring(xml)
+    devices = root.find("devices")
+    return DomainXml(
+        hypervisor_type=root.get("type", ""),
+        os_type=_text(root, "os/type"),
+        boot=_boot(root),
+        disks=tuple(_disk(d) for d in devices.findall("disk")) if devices is not None else (),
+        nics=tuple(_nic(n) for n in devices.findall("interface")) if devices is not None else (),
+        on_poweroff=_text(root, "on_poweroff"),
+        on_reboot=_text(root, "on_reboot"),
+        on_crash=_text(root, "on_crash"),
+        console_log=_console_log(devices),
+    )
+
+
+def name_of(xml: str) -> str:
+    """The <name> of a domain definition, or '' when it has none."""
+    return _text(ET.fromstring(xml), "name")

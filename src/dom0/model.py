@@ -1,0 +1,196 @@
+"""The nouns of dom0: guests, their disks and NICs, states and statistics, as frozen values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class GuestState(StrEnum):
+    """A guest's run state, named as libvirt names it, with xl's one-letter code and a plain explanation."""
+
+    RUNNING = "running"
+    BLOCKED = "blocked"
+    PAUSED = "paused"
+    SHUTDOWN = "shutdown"
+    CRASHED = "crashed"
+    DYING = "dying"
+    SHUTOFF = "shutoff"
+    PMSUSPENDED = "pmsuspended"
+    NOSTATE = "nostate"
+
+    @property
+    def letter(self) -> str:
+        """xl's letter for the state ('-' for states xl has no letter for)."""
+        return _LETTERS.get(self, "-")
+
+    @property
+    def flags(self) -> str:
+        """The six-column state field of `xl list`, e.g. '-b----'."""
+        columns = "rbpscd"
+        letter = self.letter
+        return "".join(c if c == letter else "-" for c in columns)
+
+    @property
+    def words(self) -> str:
+        """A one-line explanation a non-expert on call can act on."""
+        return STATE_WORDS[self]
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the guest exists in the hypervisor (has an ID and uses memory)."""
+        return self not in (GuestState.SHUTOFF, GuestState.NOSTATE)
+
+
+_LETTERS = {
+    GuestState.RUNNING: "r",
+    GuestState.BLOCKED: "b",
+    GuestState.PAUSED: "p",
+    GuestState.SHUTDOWN: "s",
+    GuestState.CRASHED: "c",
+    GuestState.DYING: "d",
+}
+
+STATE_WORDS: dict[GuestState, str] = {
+    GuestState.RUNNING: "running: on a CPU now (or runnable); a normally idle guest shown busy is worth a note",
+    GuestState.BLOCKED: "blocked: waiting for I/O, or idle with nothing to do; the normal state of a quiet guest",
+    GuestState.PAUSED: "paused: stopped by an administrator (pause); holds its memory but gets no CPU",
+    GuestState.SHUTDOWN: "shutting down: the guest was asked to stop and is stopping",
+    GuestState.CRASHED: "crashed: the guest died and was kept for inspection (on_crash=preserve); call the admin",
+    GuestState.DYING: "dying: being destroyed or shut down, not yet gone; stuck here means trouble",
+    GuestState.SHUTOFF: "shut off: defined but not running; start it to run it",
+    GuestState.PMSUSPENDED: "suspended by the guest itself (ACPI sleep); it wakes on a wakeup event",
+    GuestState.NOSTATE: "no state reported by the hypervisor",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Guest:
+    """One guest as `xm list` shows it."""
+
+    name: str
+    uuid: str
+    id: int | None
+    state: GuestState
+    memory_kib: int
+    max_memory_kib: int
+    vcpus: int
+    cpu_time_ns: int
+    persistent: bool = True
+
+
+class DiskSource(StrEnum):
+    """Where a virtual disk's bytes live on the host."""
+
+    FILE = "file"
+    BLOCK = "block"
+    VOLUME = "volume"
+    NETWORK = "network"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    """A virtual disk: the device name the guest sees and the host object behind it."""
+
+    target: str
+    source_kind: DiskSource
+    source: str
+    device: str = "disk"
+    bus: str = ""
+    format: str = ""
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Nic:
+    """A virtual network interface."""
+
+    mac: str
+    kind: str
+    source: str = ""
+    model: str = ""
+    target: str = ""
+
+
+class BootKind(StrEnum):
+    """How the guest's kernel is found."""
+
+    KERNEL = "kernel"  # direct boot: the host hands a kernel and initrd over
+    BOOTLOADER = "bootloader"  # a host-side loader such as pygrub reads the guest's disk
+    FIRMWARE = "firmware"  # BIOS/UEFI inside the guest boots from its disks
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    """The guest's boot method and its parameters."""
+
+    kind: BootKind
+    kernel: str = ""
+    initrd: str = ""
+    cmdline: str = ""
+    bootloader: str = ""
+    devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GuestDetails:
+    """Everything `list --long` shows about one guest."""
+
+    guest: Guest
+    hypervisor_type: str
+    os_type: str
+    boot: Boot
+    disks: tuple[Disk, ...] = ()
+    nics: tuple[Nic, ...] = ()
+    autostart: bool = False
+    on_poweroff: str = ""
+    on_reboot: str = ""
+    on_crash: str = ""
+    console_log: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DiskCounters:
+    """Cumulative I/O counters of one virtual disk."""
+
+    target: str
+    rd_bytes: int = 0
+    wr_bytes: int = 0
+    rd_reqs: int = 0
+    wr_reqs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NicCounters:
+    """Cumulative traffic counters of one virtual NIC (as the guest sees it: rx is what it received)."""
+
+    target: str
+    mac: str = ""
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    tx_packets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GuestCounters:
+    """One reading of a guest's cumulative counters, taken at `taken_at` (a monotonic clock, seconds)."""
+
+    guest: Guest
+    taken_at: float
+    disks: tuple[DiskCounters, ...] = field(default=())
+    nics: tuple[NicCounters, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """The host as the hypervisor describes it."""
+
+    uri: str
+    hostname: str
+    hypervisor: str
+    hypervisor_version: str
+    cpus: int
+    memory_kib: int
+    free_memory_kib: int
