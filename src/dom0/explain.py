@@ -26,10 +26,7 @@ _NODE = re.compile(r"^(0x)?([0-9a-f]+):(0x)?([0-9a-f]+)$", re.I)
 
 
 def _state(word: str) -> Explanation:
-    if len(word) == 1:
-        states = [_BY_LETTER[word]]
-    else:
-        states = [_BY_LETTER[c] for c in word if c != "-"]
+    states = [_BY_LETTER[word]] if len(word) == 1 else [_BY_LETTER[c] for c in word if c != "-"]
     if not states:
         lines = ("'------': no state flag set; xl shows this for a guest that is runnable but not on a CPU now",)
         return Explanation(word, "state", lines, {"states": []})

@@ -71,10 +71,7 @@ def _long(d: GuestDetails) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """`dom0 list [--all] [--long] [--json] [GUEST...]`."""
     with hypervisor(args) as hv:
-        if args.guests:
-            guests = [hv.guest(ref) for ref in args.guests]
-        else:
-            guests = hv.guests(include_inactive=args.all)
+        guests = [hv.guest(ref) for ref in args.guests] if args.guests else hv.guests(include_inactive=args.all)
         if args.long:
             details = [hv.details(g.uuid) for g in guests]
             if args.json:

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -119,10 +119,8 @@ class LibvirtHypervisor:
 
     def close(self) -> None:
         """Release the connection."""
-        try:
+        with suppress(libvirt.libvirtError):
             self._conn.close()
-        except libvirt.libvirtError:
-            pass
 
     @property
     def is_xen(self) -> bool:
@@ -497,10 +495,8 @@ class _LibvirtConsole:
                 assert isinstance(data, bytes)
                 self._incoming.put(data)
         self._incoming.put(None)
-        try:
+        with suppress(libvirt.libvirtError):
             stream.eventRemoveCallback()
-        except libvirt.libvirtError:
-            pass
 
     def read(self, timeout: float) -> bytes | None:
         """Bytes from the guest, b'' if none within `timeout`, None once the console closed."""
@@ -527,15 +523,11 @@ class _LibvirtConsole:
 
     def close(self) -> None:
         """Detach from the console; the guest keeps running."""
-        try:
+        with suppress(libvirt.libvirtError):
             self._stream.eventRemoveCallback()
-        except libvirt.libvirtError:
-            pass
         try:
             self._stream.finish()
         except libvirt.libvirtError:
-            try:
+            with suppress(libvirt.libvirtError):
                 self._stream.abort()
-            except libvirt.libvirtError:
-                pass
         self._conn.close()
