@@ -1,0 +1,274 @@
+"""Tiny real guests for tests and the demo: the host's Debian kernel, a busybox initramfs, libvirt domain XML.
+
+The guest's /init reads `dom0test.mode=MODE` from the kernel command line (a comma list):
+  idle    prints `dom0test ready`, then `tick N` every 5 s; a root shell runs on the serial console
+  swap    like idle, plus swapon of the swap disk and a loop that keeps paging
+  diskio  like idle, plus a loop that keeps reading and writing vda
+  noacpi  ignore the ACPI power button (so an orderly shutdown never completes)
+Without `noacpi`, a power-button press powers the guest off cleanly.
+
+This module imports only the standard library and dom0.run, so scripts/demo.py can use it too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from dom0 import run
+
+WORK_DIR = Path("/var/tmp/dom0-tests")
+BUSYBOX = Path("/bin/busybox")
+READY = "dom0test ready"
+
+# Modules the guest loads, in dependency order (Debian builds these as modules, not into the kernel).
+MODULES = (
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/block/virtio_blk.ko",
+    "kernel/drivers/input/evdev.ko",
+    "kernel/drivers/acpi/button.ko",
+)
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mkdir -p /proc /sys /dev /tmp /mnt /etc/acpi/PWRF
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules.order); do insmod "/lib/modules/$m" 2>/dev/null; done
+mode=$(sed -n 's/.*dom0test\.mode=\([^ ]*\).*/\1/p' /proc/cmdline)
+swapdev=$(sed -n 's/.*dom0test\.swap=\([^ ]*\).*/\1/p' /proc/cmdline)
+has() { case ",$mode," in *",$1,"*) return 0;; esac; return 1; }
+# wait for the virtio disks the host gave us to appear
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] || [ ! -d /sys/bus/virtio ] && break; sleep 0.5; done
+if ! has noacpi; then
+  printf '#!/bin/sh\necho "dom0test power button: powering off"\nsync\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+  chmod +x /etc/acpi/PWRF/00000080
+  acpid -c /etc/acpi -l /tmp/acpid.log
+fi
+if has swap && [ -n "$swapdev" ]; then
+  swapon "/dev/$swapdev" && echo "dom0test swap on /dev/$swapdev"
+  mount -t tmpfs -o size=100% fill /mnt
+  mem=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)
+  (
+    dd if=/dev/zero of=/mnt/fill bs=1024 count=$((mem + mem / 4)) 2>/dev/null
+    while :; do cat /mnt/fill > /dev/null; done
+  ) &
+fi
+if has diskio && [ -b /dev/vda ]; then
+  (
+    while :; do
+      dd if=/dev/zero of=/dev/vda bs=65536 count=64 conv=fsync 2>/dev/null
+      echo 3 > /proc/sys/vm/drop_caches
+      dd if=/dev/vda of=/dev/null bs=65536 count=64 2>/dev/null
+      sleep 1
+    done
+  ) &
+fi
+( while :; do setsid cttyhack sh -l; sleep 1; done ) &
+echo "dom0test ready mode=$mode"
+n=0
+while :; do
+  sleep 5
+  n=$((n + 1))
+  echo "tick $n"
+done
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Kit:
+    """What every test guest boots: a kernel and an initramfs, readable by the libvirt-qemu user."""
+
+    kernel: Path
+    initramfs: Path
+    work_dir: Path
+
+
+def host_kernel() -> tuple[Path, str]:
+    """The newest Debian kernel in /boot and its version (the host itself may run another kernel)."""
+    kernels = sorted(Path("/boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise RuntimeError("no /boot/vmlinuz-*: install linux-image-amd64 (make setup does)")
+    kernel = kernels[-1]
+    return kernel, kernel.name.removeprefix("vmlinuz-")
+
+
+def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
+    """A cpio archive in the 'newc' format: (path, mode, data) per entry; dev/console becomes the device 5:1."""
+    out = bytearray()
+    for ino, (name, mode, data) in enumerate([*entries, ("TRAILER!!!", 0, b"")], start=1):
+        encoded = name.encode() + b"\0"
+        rdev = (5, 1) if name == "dev/console" else (0, 0)
+        fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, *rdev, len(encoded), 0)
+        out.extend(b"070701" + b"".join(b"%08x" % f for f in fields) + encoded)
+        out.extend(b"\0" * (-len(out) % 4))
+        out.extend(data)
+        out.extend(b"\0" * (-len(out) % 4))
+    return bytes(out)
+
+
+def build_kit(work_dir: Path = WORK_DIR) -> Kit:
+    """Copy the kernel and build the initramfs into `work_dir`, reusing earlier builds with the same inputs."""
+    kernel_src, version = host_kernel()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.chmod(0o755)
+    moddir = Path("/lib/modules") / version
+    modules = [moddir / m for m in MODULES if (moddir / m).exists()]
+    key = hashlib.sha256()
+    key.update(INIT.encode())
+    key.update(version.encode())
+    key.update(BUSYBOX.read_bytes())
+    for m in modules:
+        key.update(m.read_bytes())
+    digest = key.hexdigest()[:16]
+
+    # libvirt relabels the kernel it boots; a private copy keeps /boot untouched.
+    kernel = work_dir / f"vmlinuz-{version}"
+    if not kernel.exists() or kernel.stat().st_size != kernel_src.stat().st_size:
+        _atomic_write(kernel, kernel_src.read_bytes())
+    initramfs = work_dir / f"initramfs-{digest}.cpio.gz"
+    if not initramfs.exists():
+        entries: list[tuple[str, int, bytes]] = [
+            (d, 0o040755, b"") for d in ("bin", "dev", "proc", "sys", "tmp", "mnt", "etc", "lib", "lib/modules")
+        ]
+        entries.append(("bin/busybox", 0o100755, BUSYBOX.read_bytes()))
+        entries.append(("init", 0o100755, INIT.encode()))
+        entries.append(("modules.order", 0o100644, "".join(f"{m.name}\n" for m in modules).encode()))
+        entries += [(f"lib/modules/{m.name}", 0o100644, m.read_bytes()) for m in modules]
+        # /dev/console must exist before devtmpfs is mounted, or init starts without stdout.
+        entries.append(("dev/console", 0o020600, b""))
+        _atomic_write(initramfs, gzip.compress(_newc(entries), compresslevel=6))
+    for p in (kernel, initramfs):
+        p.chmod(0o644)
+    return Kit(kernel=kernel, initramfs=initramfs, work_dir=work_dir)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def make_disk(path: Path, size_mib: int, *, swap: bool = False) -> Path:
+    """A sparse raw disk image; with `swap`, it carries a swap signature."""
+    with path.open("wb") as f:
+        f.truncate(size_mib * 1024 * 1024)
+    path.chmod(0o666)
+    if swap:
+        mkswap = shutil.which("mkswap") or "/usr/sbin/mkswap"
+        if not Path(mkswap).exists():
+            mkswap = str(BUSYBOX)
+            run.run([mkswap, "mkswap", str(path)])
+        else:
+            run.run([mkswap, str(path)])
+    return path
+
+
+def disk_target(index: int) -> str:
+    """vda, vdb, ... for the index-th virtio disk."""
+    return "vd" + "abcdefghijklmnopqrstuvwxyz"[index]
+
+
+def domain_xml(
+    *,
+    name: str,
+    uuid: str,
+    kit: Kit,
+    guest_dir: Path,
+    disks: list[Path],
+    memory_mib: int = 128,
+    vcpus: int = 1,
+    mode: str = "idle",
+    swap_target: str = "",
+    nic: bool = True,
+    xen_names: bool = False,
+) -> str:
+    """libvirt XML for a direct-kernel-boot guest with a serial console logged to guest_dir/console.log.
+
+    With `xen_names`, disks are attached to the guest as xvda, xvdb... (on a SCSI bus, since virtio would rename
+    them vd*), so Xen-style device names can be tested on QEMU; the guest itself then sees no virtio disks.
+    """
+    cmdline = f"console=ttyS0 loglevel=4 panic=-1 dom0test.mode={mode}"
+    if swap_target:
+        cmdline += f" dom0test.swap={swap_target}"
+    disk_xml = []
+    for i, path in enumerate(disks):
+        target = f"xvd{'abcdefghijklmnopqrstuvwxyz'[i]}" if xen_names else disk_target(i)
+        bus = "scsi" if xen_names else "virtio"
+        disk_xml.append(
+            f"""    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{escape(str(path))}'/>
+      <target dev='{target}' bus='{bus}'/>
+    </disk>"""
+        )
+    if xen_names:
+        disk_xml.append("    <controller type='scsi' model='virtio-scsi'/>")
+    nic_xml = (
+        """    <interface type='ethernet'>
+      <model type='virtio'/>
+      <rom enabled='no'/>
+    </interface>"""
+        if nic
+        else ""
+    )
+    console_log = guest_dir / "console.log"
+    return f"""<domain type='qemu'>
+  <name>{escape(name)}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <currentMemory unit='MiB'>{memory_mib}</currentMemory>
+  <vcpu>{vcpus}</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{escape(str(kit.kernel))}</kernel>
+    <initrd>{escape(str(kit.initramfs))}</initrd>
+    <cmdline>{escape(cmdline)}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+{chr(10).join(disk_xml)}
+{nic_xml}
+    <serial type='pty'>
+      <log file='{escape(str(console_log))}' append='off'/>
+      <target port='0'/>
+    </serial>
+    <console type='pty'>
+      <target type='serial' port='0'/>
+    </console>
+  </devices>
+</domain>
+"""
+
+
+def console_has(log: Path, text: str) -> bool:
+    """Whether the console log contains `text` (the log may not exist yet)."""
+    try:
+        return text in log.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def ready_count(log: Path) -> int:
+    """How many times the guest reported ready (a reboot makes it report again)."""
+    try:
+        return len(re.findall(re.escape(READY), log.read_text(errors="replace")))
+    except OSError:
+        return 0
