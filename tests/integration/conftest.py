@@ -68,7 +68,8 @@ class TestGuest:
     xml_path: Path
     persistent: bool
     mode: str
-    swap_target: str = ""
+    disk_targets: list[str]  # libvirt's target names, in the order of disk_paths
+    swap_target: str = ""  # the target name of the swap disk, when there is one
     created_at: float = field(default_factory=time.monotonic)
 
     def console_text(self) -> str:
@@ -174,10 +175,9 @@ def make_guest(guest_kit: guestkit.Kit) -> Iterator[MakeGuest]:
         gdir.mkdir(parents=True)
         gdir.chmod(0o755)
         paths = [guestkit.make_disk(gdir / f"disk{i}.img", 32) for i in range(disks)]
-        swap_target = ""
         if swap:
-            swap_target = f"xvd{'abcdefghijklmnopqrstuvwxyz'[disks]}" if xen_names else guestkit.disk_target(disks)
             paths.append(guestkit.make_disk(gdir / "swap.img", 256, swap=True))
+        targets = guestkit.disk_targets(len(paths), xen_names=xen_names)
         uuid = str(uuidlib.uuid4())
         xml = guestkit.domain_xml(
             name=name,
@@ -188,7 +188,7 @@ def make_guest(guest_kit: guestkit.Kit) -> Iterator[MakeGuest]:
             memory_mib=memory_mib,
             vcpus=vcpus,
             mode=mode,
-            swap_target=swap_target,
+            swap=swap,
             xen_names=xen_names,
         )
         xml_path = gdir / "domain.xml"
@@ -203,7 +203,8 @@ def make_guest(guest_kit: guestkit.Kit) -> Iterator[MakeGuest]:
             xml_path=xml_path,
             persistent=persistent,
             mode=mode,
-            swap_target=swap_target,
+            disk_targets=targets,
+            swap_target=targets[-1] if swap else "",
         )
         made.append(guest)
         if persistent:

@@ -28,17 +28,8 @@ WORK_DIR = Path("/var/tmp/dom0-tests")
 BUSYBOX = Path("/bin/busybox")
 READY = "dom0test ready"
 
-# Modules the guest loads, in dependency order (Debian builds these as modules, not into the kernel).
-MODULES = (
-    "kernel/drivers/virtio/virtio_ring.ko",
-    "kernel/drivers/virtio/virtio.ko",
-    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
-    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
-    "kernel/drivers/virtio/virtio_pci.ko",
-    "kernel/drivers/block/virtio_blk.ko",
-    "kernel/drivers/input/evdev.ko",
-    "kernel/drivers/acpi/button.ko",
-)
+# Modules the guest loads (Debian builds these as modules); their dependencies are added from modules.dep.
+MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "evdev", "button")
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -47,32 +38,43 @@ mkdir -p /proc /sys /dev /tmp /mnt /etc/acpi/PWRF
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+echo -1000 > /proc/self/oom_score_adj
 for m in $(cat /modules.order); do insmod "/lib/modules/$m" 2>/dev/null; done
-mode=$(sed -n 's/.*dom0test\.mode=\([^ ]*\).*/\1/p' /proc/cmdline)
-swapdev=$(sed -n 's/.*dom0test\.swap=\([^ ]*\).*/\1/p' /proc/cmdline)
+arg() { sed -n "s/.*dom0test\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+mode=$(arg mode)
+swapdev=$(arg swap)
+datadev=$(arg data)
 has() { case ",$mode," in *",$1,"*) return 0;; esac; return 1; }
-# wait for the virtio disks the host gave us to appear
-for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] || [ ! -d /sys/bus/virtio ] && break; sleep 0.5; done
+# disks appear asynchronously (SCSI scans in the background)
+for dev in $datadev $swapdev; do
+  i=0
+  while [ ! -b "/dev/$dev" ] && [ $i -lt 40 ]; do sleep 0.25; i=$((i + 1)); done
+done
 if ! has noacpi; then
   printf '#!/bin/sh\necho "dom0test power button: powering off"\nsync\npoweroff -f\n' > /etc/acpi/PWRF/00000080
   chmod +x /etc/acpi/PWRF/00000080
   acpid -c /etc/acpi -l /tmp/acpid.log
 fi
 if has swap && [ -n "$swapdev" ]; then
-  swapon "/dev/$swapdev" && echo "dom0test swap on /dev/$swapdev"
-  mount -t tmpfs -o size=100% fill /mnt
-  mem=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)
-  (
-    dd if=/dev/zero of=/mnt/fill bs=1024 count=$((mem + mem / 4)) 2>/dev/null
-    while :; do cat /mnt/fill > /dev/null; done
-  ) &
+  # fill a tmpfs beyond RAM only once swap is on: without it the OOM killer would have nothing to free
+  if swapon "/dev/$swapdev"; then
+    echo "dom0test swap on /dev/$swapdev"
+    mount -t tmpfs -o size=100% fill /mnt
+    mem=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)
+    (
+      dd if=/dev/zero of=/mnt/fill bs=1024 count=$((mem + mem / 4)) 2>/dev/null
+      while :; do cat /mnt/fill > /dev/null; done
+    ) &
+  else
+    echo "dom0test swap FAILED on /dev/$swapdev"
+  fi
 fi
-if has diskio && [ -b /dev/vda ]; then
+if has diskio && [ -b "/dev/$datadev" ]; then
   (
     while :; do
-      dd if=/dev/zero of=/dev/vda bs=65536 count=64 conv=fsync 2>/dev/null
+      dd if=/dev/zero of="/dev/$datadev" bs=65536 count=64 conv=fsync 2>/dev/null
       echo 3 > /proc/sys/vm/drop_caches
-      dd if=/dev/vda of=/dev/null bs=65536 count=64 2>/dev/null
+      dd if="/dev/$datadev" of=/dev/null bs=65536 count=64 2>/dev/null
       sleep 1
     done
   ) &
@@ -106,6 +108,28 @@ def host_kernel() -> tuple[Path, str]:
     return kernel, kernel.name.removeprefix("vmlinuz-")
 
 
+def module_closure(moddir: Path, names: tuple[str, ...]) -> list[str]:
+    """The modules `names` need, dependencies first, as paths relative to `moddir` (from its modules.dep)."""
+    deps: dict[str, list[str]] = {}
+    for line in (moddir / "modules.dep").read_text().splitlines():
+        mod, _, rest = line.partition(":")
+        deps[mod] = rest.split()
+    by_name = {Path(m).name.removesuffix(".ko").replace("-", "_"): m for m in deps}
+    order: list[str] = []
+
+    def visit(mod: str) -> None:
+        if mod in order:
+            return
+        for dep in reversed(deps.get(mod, [])):
+            visit(dep)
+        order.append(mod)
+
+    for name in names:
+        if name in by_name:  # built into this kernel otherwise
+            visit(by_name[name])
+    return order
+
+
 def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     """A cpio archive in the 'newc' format: (path, mode, data) per entry; dev/console becomes the device 5:1."""
     out = bytearray()
@@ -126,7 +150,7 @@ def build_kit(work_dir: Path = WORK_DIR) -> Kit:
     work_dir.mkdir(parents=True, exist_ok=True)
     work_dir.chmod(0o755)
     moddir = Path("/lib/modules") / version
-    modules = [moddir / m for m in MODULES if (moddir / m).exists()]
+    modules = [moddir / m for m in module_closure(moddir, MODULES)]
     key = hashlib.sha256()
     key.update(INIT.encode())
     key.update(version.encode())
@@ -178,9 +202,10 @@ def make_disk(path: Path, size_mib: int, *, swap: bool = False) -> Path:
     return path
 
 
-def disk_target(index: int) -> str:
-    """vda, vdb, ... for the index-th virtio disk."""
-    return "vd" + "abcdefghijklmnopqrstuvwxyz"[index]
+def disk_targets(count: int, *, xen_names: bool = False) -> list[str]:
+    """The libvirt target names of `count` disks: vda, vdb, ... (or xvda, xvdb, ... with Xen names)."""
+    prefix = "xvd" if xen_names else "vd"
+    return [prefix + "abcdefghijklmnopqrstuvwxyz"[i] for i in range(count)]
 
 
 def domain_xml(
@@ -193,21 +218,25 @@ def domain_xml(
     memory_mib: int = 128,
     vcpus: int = 1,
     mode: str = "idle",
-    swap_target: str = "",
+    swap: bool = False,
     nic: bool = True,
     xen_names: bool = False,
 ) -> str:
     """libvirt XML for a direct-kernel-boot guest with a serial console logged to guest_dir/console.log.
 
-    With `xen_names`, disks are attached to the guest as xvda, xvdb... (on a SCSI bus, since virtio would rename
-    them vd*), so Xen-style device names can be tested on QEMU; the guest itself then sees no virtio disks.
+    With `swap`, the last disk is the guest's swap disk. With `xen_names`, the disks' libvirt targets are xvda,
+    xvdb... on a virtio-scsi bus (QEMU has no Xen bus), so Xen-style names can be tested; the guest sees sda, sdb...
     """
+    targets = disk_targets(len(disks), xen_names=xen_names)
+    # What the guest kernel calls the disks: virtio-blk names them vd*, the SCSI disks behind xvd* are sd*.
+    inside = [("sd" + t[3:]) if xen_names else t for t in targets]
     cmdline = f"console=ttyS0 loglevel=4 panic=-1 dom0test.mode={mode}"
-    if swap_target:
-        cmdline += f" dom0test.swap={swap_target}"
+    if disks and not (swap and len(disks) == 1):
+        cmdline += f" dom0test.data={inside[0]}"
+    if swap and disks:
+        cmdline += f" dom0test.swap={inside[-1]}"
     disk_xml = []
-    for i, path in enumerate(disks):
-        target = f"xvd{'abcdefghijklmnopqrstuvwxyz'[i]}" if xen_names else disk_target(i)
+    for path, target in zip(disks, targets, strict=True):
         bus = "scsi" if xen_names else "virtio"
         disk_xml.append(
             f"""    <disk type='file' device='disk'>
