@@ -28,8 +28,8 @@ _NODE = re.compile(r"^(0x)?([0-9a-f]+):(0x)?([0-9a-f]+)$", re.I)
 def _state(word: str) -> Explanation:
     states = [_BY_LETTER[word]] if len(word) == 1 else [_BY_LETTER[c] for c in word if c != "-"]
     if not states:
-        lines = ("'------': no state flag set; xl shows this for a guest that is runnable but not on a CPU now",)
-        return Explanation(word, "state", lines, {"states": []})
+        text = "'------': no state flag set; xl shows this for a guest that is runnable but not on a CPU now"
+        return Explanation(word, "state", (text,), {"states": []})
     lines = tuple(f"{s.letter}  {s.words}" for s in states)
     return Explanation(word, "state", lines, {"states": [s.value for s in states]})
 

@@ -59,8 +59,8 @@ STATE_WORDS: dict[GuestState, str] = {
     GuestState.CRASHED: "crashed: the guest died and was kept for inspection (on_crash=preserve); call the admin",
     GuestState.DYING: "dying: being destroyed or shut down, not yet gone; stuck here means trouble",
     GuestState.SHUTOFF: "shut off: defined but not running; start it to run it",
-    GuestState.PMSUSPENDED: "suspended by the guest itself (ACPI sleep); it wakes on a wakeup event",
-    GuestState.NOSTATE: "no state reported by the hypervisor",
+    GuestState.PMSUSPENDED: "suspended: the guest put itself to sleep (ACPI S3/S4); it wakes on a wakeup event",
+    GuestState.NOSTATE: "no state: the hypervisor reports none for this guest",
 }
 
 

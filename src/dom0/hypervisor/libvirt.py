@@ -295,7 +295,7 @@ class LibvirtHypervisor:
         if active and not state.is_active:
             raise GuestStateError(f"cannot {verb} {ref!r}: it is not running", f"start it with `dom0 start {ref}`")
         if not active and state.is_active:
-            raise GuestStateError(f"cannot {verb} {ref!r}: it is already running", "")
+            raise GuestStateError(f"cannot {verb} {ref!r}: it is already running", f"`dom0 list {ref}` shows its state")
         with _translated(f"cannot {verb} {ref!r}"):
             call(dom)
 
