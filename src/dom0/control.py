@@ -16,8 +16,13 @@ def wait_until_stopped(
     *,
     poll: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
+    name: str = "",
 ) -> float:
-    """Wait for the guest to stop; return the seconds it took, or raise OperationTimeout saying it still runs."""
+    """Wait for the guest to stop; return the seconds it took, or raise OperationTimeout saying it still runs.
+
+    `name` is how messages call the guest (default: `ref`).
+    """
+    shown = name or ref
     start = clock()
     while True:
         try:
@@ -28,7 +33,8 @@ def wait_until_stopped(
             return clock() - start
         if clock() - start >= timeout:
             raise OperationTimeout(
-                f"{ref!r} did not stop within {timeout:g} s; it still runs ({state.value})",
-                f"wait longer with --timeout, look at `dom0 console {ref}`, or as a last resort `dom0 destroy {ref}`",
+                f"{shown} did not stop within {timeout:g} s; it still runs ({state.value})",
+                f"wait longer with --timeout, look at `dom0 console {shown}`, "
+                f"or as a last resort `dom0 destroy {shown}`",
             )
         time.sleep(poll)

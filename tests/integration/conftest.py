@@ -241,7 +241,8 @@ def _next_number() -> int:
     return _counter
 
 
-def _dom0_program() -> list[str]:
+def dom0_program() -> list[str]:
+    """How to run this checkout's dom0 command."""
     for candidate in (Path(sys.executable).parent / "dom0", REPO / ".venv" / "bin" / "dom0"):
         if candidate.exists():
             return [str(candidate)]
@@ -251,7 +252,7 @@ def _dom0_program() -> list[str]:
 @pytest.fixture
 def dom0() -> Dom0:
     """Run the real dom0 CLI against qemu:///system; with check=True, fail the test on a non-zero exit."""
-    program = _dom0_program()
+    program = dom0_program()
 
     def call(
         *args: str,

@@ -51,7 +51,8 @@ for dev in $datadev $swapdev; do
   while [ ! -b "/dev/$dev" ] && [ $i -lt 40 ]; do sleep 0.25; i=$((i + 1)); done
 done
 if ! has noacpi; then
-  printf '#!/bin/sh\necho "dom0test power button: powering off"\nsync\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+  printf '#!/bin/sh\necho "dom0test power button: powering off" > /dev/console\nsync\npoweroff -f\n' \
+    > /etc/acpi/PWRF/00000080
   chmod +x /etc/acpi/PWRF/00000080
   acpid -c /etc/acpi -l /tmp/acpid.log
 fi

@@ -49,17 +49,18 @@ def cmd_simple(args: argparse.Namespace) -> int:
     """start, reboot, pause, resume: one call each."""
     with hypervisor(args) as hv:
         ref = args.guest
+        name = hv.guest(ref).name  # messages name the guest even when it was given by ID or UUID
         if args.command == "start":
             g = hv.start(ref)
             return _done(args, hv, ref, f"started {g.name} (ID {g.id})")
         if args.command == "reboot":
             hv.reboot(ref)
-            return _done(args, hv, ref, f"asked {ref} to reboot")
+            return _done(args, hv, ref, f"asked {name} to reboot")
         if args.command == "pause":
             hv.pause(ref)
-            return _done(args, hv, ref, f"paused {ref}: it keeps its memory; `dom0 resume {ref}` lets it run")
+            return _done(args, hv, ref, f"paused {name}: it keeps its memory; `dom0 resume {name}` lets it run")
         hv.resume(ref)
-        return _done(args, hv, ref, f"resumed {ref}")
+        return _done(args, hv, ref, f"resumed {name}")
 
 
 def cmd_shutdown(args: argparse.Namespace) -> int:
@@ -67,11 +68,13 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive", "e.g. --timeout 120")
     with hypervisor(args) as hv:
-        name = hv.guest(args.guest).name
+        g = hv.guest(args.guest)
+        name = g.name
         hv.shutdown(args.guest)
         if not args.wait:
             return _done(args, hv, args.guest, f"asked {name} to shut down (use --wait to wait for it)")
-        took = wait_until_stopped(hv, args.guest, args.timeout)
+        # polled by UUID: an ID is given up when the guest stops
+        took = wait_until_stopped(hv, g.uuid, args.timeout, name=name)
         if args.json:
             print_json({"guest": name, "action": "shutdown", "stopped": True, "seconds": round(took, 1)})
         else:
