@@ -194,3 +194,33 @@ class HostInfo:
     cpus: int
     memory_kib: int
     free_memory_kib: int
+
+
+class GuestType(StrEnum):
+    """How Xen virtualizes a guest: paravirtualized, PVH, or fully virtualized (also every KVM guest)."""
+
+    PV = "pv"
+    PVH = "pvh"
+    HVM = "hvm"
+
+
+@dataclass(frozen=True, slots=True)
+class GuestConfig:
+    """A guest's definition, the one shape both libvirt XML and xl.cfg (and old xm configs) map to.
+
+    memory_mib/max_memory_mib are 0 when the definition does not say (xl then uses its own default).
+    """
+
+    name: str
+    uuid: str = ""
+    type: GuestType = GuestType.PV
+    memory_mib: int = 0
+    max_memory_mib: int = 0
+    vcpus: int = 1
+    max_vcpus: int = 1
+    boot: Boot = field(default_factory=lambda: Boot(BootKind.FIRMWARE))
+    disks: tuple[Disk, ...] = ()
+    nics: tuple[Nic, ...] = ()
+    on_poweroff: str = "destroy"
+    on_reboot: str = "restart"
+    on_crash: str = "destroy"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from dom0.model import Boot, BootKind, Disk, DiskSource, Nic
+from dom0.model import Boot, BootKind, Disk, DiskSource, GuestConfig, GuestType, Nic
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +125,56 @@ def parse(xml: str) -> DomainXml:
 def name_of(xml: str) -> str:
     """The <name> of a domain definition, or '' when it has none."""
     return _text(ET.fromstring(xml), "name")
+
+
+_UNITS = {
+    "b": 1,
+    "bytes": 1,
+    "kb": 1000,
+    "k": 1024,
+    "kib": 1024,
+    "mb": 1000**2,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "tb": 1000**4,
+    "t": 1024**4,
+    "tib": 1024**4,
+}
+# libvirt's <os><type> for each kind of Xen guest; KVM guests are all 'hvm'.
+_GUEST_TYPES = {"linux": GuestType.PV, "xen": GuestType.PV, "xenpvh": GuestType.PVH, "hvm": GuestType.HVM}
+
+
+def _mib(node: ET.Element | None) -> int:
+    if node is None or not (node.text or "").strip():
+        return 0
+    factor = _UNITS.get(node.get("unit", "KiB").lower(), 1024)
+    return int(node.text or "0") * factor // 1024**2
+
+
+def config_from_xml(xml: str) -> GuestConfig:
+    """The GuestConfig of a domain definition, the same shape xl.cfg files map to."""
+    root = ET.fromstring(xml)
+    parsed = parse(xml)
+    max_memory = _mib(root.find("memory"))
+    memory = _mib(root.find("currentMemory")) or max_memory
+    vcpu = root.find("vcpu")
+    max_vcpus = int((vcpu.text or "1").strip()) if vcpu is not None else 1
+    vcpus = int(vcpu.get("current", max_vcpus)) if vcpu is not None else 1
+    return GuestConfig(
+        name=_text(root, "name"),
+        uuid=_text(root, "uuid"),
+        type=_GUEST_TYPES.get(parsed.os_type, GuestType.HVM),
+        memory_mib=memory,
+        max_memory_mib=max_memory,
+        vcpus=vcpus,
+        max_vcpus=max_vcpus,
+        boot=parsed.boot,
+        disks=parsed.disks,
+        nics=parsed.nics,
+        on_poweroff=parsed.on_poweroff or "destroy",
+        on_reboot=parsed.on_reboot or "restart",
+        on_crash=parsed.on_crash or "destroy",
+    )
