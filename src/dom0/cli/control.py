@@ -49,7 +49,12 @@ def cmd_simple(args: argparse.Namespace) -> int:
     """start, reboot, pause, resume: one call each."""
     with hypervisor(args) as hv:
         ref = args.guest
-        name = hv.guest(ref).name  # messages name the guest even when it was given by ID or UUID
+        try:
+            name = hv.guest(ref).name  # messages name the guest even when it was given by ID or UUID
+        except GuestNotFound:
+            if args.command != "start":
+                raise
+            name = ref  # xl:// forgets stopped guests: start finds them by their config file instead
         if args.command == "start":
             g = hv.start(ref)
             return _done(args, hv, ref, f"started {g.name} (ID {g.id})")

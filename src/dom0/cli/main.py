@@ -18,8 +18,8 @@ See and control the guests of a Xen or KVM host, in words a non-expert on call c
 Guests are named by name, UUID or ID everywhere."""
 
 EPILOG = """\
-hypervisor: -c URI, else $DOM0_CONNECT, else $LIBVIRT_DEFAULT_URI, else xen:///system on a Xen host,
-else qemu:///system.  Examples:
+hypervisor: -c URI, else $DOM0_CONNECT, else $LIBVIRT_DEFAULT_URI, else xen:///system on a Xen host
+with libvirtd, xl:// (Xen's own xl toolstack) on one without, else qemu:///system.  Examples:
   dom0 list --long web1          what xm list --long showed, explained
   dom0 top                       live CPU, memory, disk and network per guest (d/n switch detail, q quits)
   dom0 explain 5696              a Xen VBD number decoded: 22:64 = hdd
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
 
     p = command("create", "dom0.cli.control:cmd_create", "start a guest from a libvirt XML file (not kept defined)")
-    p.add_argument("file", metavar="FILE", help="libvirt domain XML")
+    p.add_argument("file", metavar="FILE", help="libvirt domain XML (an xl.cfg file with -c xl://)")
     p.add_argument("--console", action="store_true", help="attach to its console once started (like xm create -c)")
     _add_json(p)
 

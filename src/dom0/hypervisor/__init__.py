@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from dom0.model import Guest, GuestCounters, GuestDetails, HostInfo
@@ -92,6 +91,14 @@ class Hypervisor(Protocol):
         """Let a paused guest run again."""
         ...
 
+    def save(self, ref: str, path: str) -> None:
+        """Write the running guest's memory and state to `path` (a file on the host); the guest stops."""
+        ...
+
+    def restore(self, path: str, *, paused: bool = False) -> Guest:
+        """Start the guest saved in `path` again where it left off; with `paused`, leave it paused."""
+        ...
+
     def console(self, ref: str) -> Console:
         """Attach to the guest's serial console."""
         ...
@@ -109,6 +116,15 @@ class Hypervisor(Protocol):
         ...
 
 
+XL_URI = "xl://"
+LIBVIRT_SOCKET = "/run/libvirt/libvirt-sock"
+
+
+def is_xl_uri(uri: str) -> bool:
+    """Whether the URI names Xen's native xl toolstack (xl://, xl:///) rather than a libvirt driver."""
+    return uri == "xl" or uri.startswith("xl:")
+
+
 @dataclass(frozen=True, slots=True)
 class UriChoice:
     """The URI dom0 will use and why, so an error can say what was tried."""
@@ -117,21 +133,35 @@ class UriChoice:
     reason: str
 
 
-def choose_uri(explicit: str | None, environ: dict[str, str] | None = None) -> UriChoice:
-    """Pick the URI like virsh: -c, then $DOM0_CONNECT, $LIBVIRT_DEFAULT_URI, then Xen or QEMU by the host."""
+def choose_uri(
+    explicit: str | None,
+    environ: dict[str, str] | None = None,
+    exists: Callable[[str], bool] = os.path.exists,
+) -> UriChoice:
+    """Pick the URI like virsh: -c, then $DOM0_CONNECT, $LIBVIRT_DEFAULT_URI, then Xen or QEMU by the host.
+
+    On a Xen host without libvirtd (no socket at LIBVIRT_SOCKET) the default is xl://, the native toolstack.
+    `exists` answers whether a path exists (tests replace it).
+    """
     env = os.environ if environ is None else environ
     if explicit:
         return UriChoice(explicit, "from -c/--connect")
     for var in ("DOM0_CONNECT", "LIBVIRT_DEFAULT_URI"):
         if env.get(var):
             return UriChoice(env[var], f"from ${var}")
-    if Path("/proc/xen/capabilities").exists():
+    if exists("/proc/xen/capabilities"):
+        if not exists(LIBVIRT_SOCKET):
+            return UriChoice(XL_URI, "this Xen host has no libvirtd")
         return UriChoice("xen:///system", "this host runs Xen")
     return UriChoice("qemu:///system", "the default for a KVM/QEMU host")
 
 
 def connect(choice: UriChoice) -> Hypervisor:
     """Open the hypervisor the URI names; HypervisorUnavailable when nothing answers."""
+    if is_xl_uri(choice.uri):
+        from dom0.hypervisor.xl import XlHypervisor
+
+        return XlHypervisor.open(choice)
     from dom0.hypervisor.libvirt import LibvirtHypervisor
 
     return LibvirtHypervisor.open(choice)

@@ -127,6 +127,11 @@ def name_of(xml: str) -> str:
     return _text(ET.fromstring(xml), "name")
 
 
+def uuid_of(xml: str) -> str:
+    """The <uuid> of a domain definition, or '' when it has none."""
+    return _text(ET.fromstring(xml), "uuid")
+
+
 _UNITS = {
     "b": 1,
     "bytes": 1,

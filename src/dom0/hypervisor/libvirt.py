@@ -328,6 +328,17 @@ class LibvirtHypervisor:
             raise GuestStateError(f"{ref!r} is not paused", "only a paused guest can be resumed")
         self._control(ref, "resume", lambda d: d.resume(), active=True)
 
+    def save(self, ref: str, path: str) -> None:
+        """Write the guest's memory and state to `path` (virsh save); the guest stops."""
+        self._control(ref, "save", lambda d: d.save(path), active=True)
+
+    def restore(self, path: str, *, paused: bool = False) -> Guest:
+        """Start a guest again from a file written by save (virsh restore), optionally left paused."""
+        with _translated(f"cannot restore {path}", "give the path of a file written by save, readable by libvirtd"):
+            xml = self._conn.saveImageGetXMLDesc(path, 0)
+            self._conn.restoreFlags(path, None, libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else 0)
+        return self.guest(domxml.uuid_of(xml) or domxml.name_of(xml))
+
     def console(self, ref: str) -> Console:
         """Attach to the guest's first serial console through a libvirt stream."""
         dom = self._domain(ref)
