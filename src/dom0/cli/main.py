@@ -23,7 +23,9 @@ with libvirtd, xl:// (Xen's own xl toolstack) on one without, else qemu:///syste
   dom0 list --long web1          what xm list --long showed, explained
   dom0 top                       live CPU, memory, disk and network per guest (d/n switch detail, q quits)
   dom0 explain 5696              a Xen VBD number decoded: 22:64 = hdd
-  dom0 support-bundle            save everything the admin will want, before you reboot or destroy"""
+  dom0 support-bundle            save everything the admin will want, before you reboot or destroy
+  dom0 image inspect disk.img    partitions, filesystems, LVM and the OS inside, without mounting
+  dom0 image extract disk.img --partition 1 -o root.img   a partition as a whole-disk image"""
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
@@ -105,7 +107,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: dom0-support-HOST-TIME.tar.gz)")
     _add_json(p)
+
+    _add_image(sub)
     return parser
+
+
+def _add_image(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`dom0 image VERB`: disk images read as bytes (no mounts, no helper VM, no root for image files)."""
+    text = "inspect, cut out, wrap and copy kernels from disk images, without mounting them"
+    image = sub.add_parser("image", help=text, description=text)
+    verbs = image.add_subparsers(dest="image_command", metavar="VERB", required=True)
+
+    def verb(name: str, handler: str, help: str) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = verb(
+        "inspect",
+        "dom0.cli.image:cmd_inspect",
+        "partition table, partitions, filesystems, LVM and operating systems of an image, device or directory",
+    )
+    p.add_argument("path", metavar="PATH", help="raw or qcow2 image, block device (an LV), or a directory tree")
+    _add_json(p)
+
+    p = verb("extract", "dom0.cli.image:cmd_extract", "write one partition's or LV's filesystem as a whole-disk image")
+    p.add_argument("image", metavar="IMAGE", help="partitioned raw or qcow2 image, or block device")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--partition", type=int, metavar="N", help="partition number (logical ones from 5)")
+    which.add_argument("--lv", metavar="VG/LV", help="LVM logical volume")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="new file to write (never overwritten)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (source range, target, size) only")
+    _add_json(p)
+
+    p = verb("wrap", "dom0.cli.image:cmd_wrap", "put a whole-disk filesystem into partition 1 of a new disk image")
+    p.add_argument("filesystem", metavar="FS", help="whole-disk filesystem image")
+    p.add_argument("-o", "--output", required=True, metavar="DISK", help="new disk image to write (never overwritten)")
+    p.add_argument("--table", choices=("mbr", "gpt"), default="mbr", help="partition table (default mbr)")
+    p.add_argument("--start-sector", type=int, default=2048, metavar="N", help="where partition 1 starts (2048)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan only")
+    _add_json(p)
+
+    p = verb(
+        "kernel",
+        "dom0.cli.image_kernel:cmd_kernel",
+        "copy the guest's newest kernel and initrd out of its /boot, and print the boot lines for it",
+    )
+    p.add_argument("image", metavar="IMAGE", help="raw or qcow2 image, block device, or directory tree")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to copy them into")
+    p.add_argument("--sync", action="store_true", help="copy only when they changed (for after each guest upgrade)")
+    p.add_argument("--version", dest="kernel_version", metavar="VERSION", help="this kernel version, not the newest")
+    _add_json(p)
 
 
 def _resolve(spec: str) -> Handler:

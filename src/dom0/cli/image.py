@@ -1,0 +1,294 @@
+"""`dom0 image inspect | extract | wrap`: disk images read as bytes, no mounts, no helper VM, no root for files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dom0 import humanize
+from dom0.cli.session import print_json
+from dom0.image.extract import Plan, Progress
+from dom0.image.layout import Filesystem, Layout, LogicalVolume, Partition
+from dom0.image.source import ImageSource
+
+# Below this a copy takes about a second: a progress bar would only flicker.
+PROGRESS_MIN = 64 * 1024 * 1024
+
+
+def _fs_json(fs: Filesystem) -> dict[str, Any]:
+    return {
+        "type": fs.type,
+        "uuid": fs.uuid,
+        "label": fs.label,
+        "version": fs.version,
+        "location": fs.location,
+        "offset": fs.offset,
+        "size_bytes": fs.size,
+    }
+
+
+def _partition_json(p: Partition) -> dict[str, Any]:
+    fs = p.filesystem
+    return {
+        "number": p.number,
+        "start_sector": p.start_sector,
+        "size_bytes": p.size_bytes,
+        "type": p.type,
+        "bootable": p.bootable,
+        "kind": p.kind,
+        "name": p.name,
+        "filesystem": fs.type if fs else None,
+        "uuid": fs.uuid if fs else None,
+        "label": fs.label if fs else None,
+        "note": p.note,
+    }
+
+
+def _lv_json(lv: LogicalVolume) -> dict[str, Any]:
+    fs = lv.filesystem
+    return {
+        "name": lv.name,
+        "vg": lv.vg,
+        "lv_uuid": lv.uuid,
+        "size_bytes": lv.size_bytes,
+        "filesystem": fs.type if fs else None,
+        "uuid": fs.uuid if fs else None,
+        "label": fs.label if fs else None,
+        "segments": [{"lv_offset": a, "size_bytes": b, "image_offset": c} for a, b, c in lv.segments],
+        "note": lv.note,
+    }
+
+
+def layout_json(path: str, kind: str, layout: Layout) -> dict[str, Any]:
+    """The issue's JSON keys for an image's layout (operating_systems is added by the caller)."""
+    return {
+        "path": path,
+        "format": kind,
+        "size_bytes": layout.size,
+        "partition_table": layout.partition_table,
+        "sector_size": layout.sector_size,
+        "partitions": [_partition_json(p) for p in layout.partitions],
+        "filesystems": [_fs_json(fs) for fs in layout.filesystems],
+        "lvm": [
+            {"name": vg.name, "uuid": vg.uuid, "pvs": list(vg.pvs), "lvs": [_lv_json(lv) for lv in vg.lvs]}
+            for vg in layout.lvm
+        ],
+        "notes": list(layout.notes),
+    }
+
+
+def _fs_words(fs: Filesystem | None) -> str:
+    if fs is None:
+        return "-"
+    kind = f"{fs.type} ({fs.version})" if fs.type == "vfat" and fs.version else fs.type
+    label = f' "{fs.label}"' if fs.label else ""
+    return f"{kind}{label} {fs.uuid}".rstrip()
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def layout_text(path: str, source: ImageSource, layout: Layout) -> list[str]:
+    """The human summary of an image's layout."""
+    table = {"mbr": "MBR partition table", "gpt": "GPT partition table"}.get(
+        layout.partition_table, "no partition table"
+    )
+    lines = [f"{path}: {humanize.size(layout.size)} {source.kind}, {table}"]
+    if layout.partition_table == "none":
+        whole = [fs for fs in layout.filesystems if fs.location == "whole disk"]
+        lines.append(
+            f"  whole disk  {_fs_words(whole[0])}" if whole else "  no partition table and no filesystem found"
+        )
+    rows = []
+    for p in layout.partitions:
+        extra = [w for w in ("(bootable)" if p.bootable else "", f"({p.name})" if p.name else "", p.note) if w]
+        rows.append(
+            [
+                f"  {p.number}",
+                f"start {p.start_sector}",
+                humanize.size(p.size_bytes),
+                p.type,
+                _fs_words(p.filesystem) if p.kind != "extended" else "(holds the logical partitions)",
+                " ".join(extra),
+            ]
+        )
+    if rows:
+        lines.extend(_columns(rows))
+    for vg in layout.lvm:
+        lines.append(f"  LVM volume group {vg.name} on {', '.join(vg.pvs)}:")
+        lv_rows = [[f"    {lv.name}", humanize.size(lv.size_bytes), _fs_words(lv.filesystem), lv.note] for lv in vg.lvs]
+        if lv_rows:
+            lines.extend(_columns(lv_rows))
+    lines.extend(f"  note: {n}" for n in layout.notes)
+    return lines
+
+
+def _os_text(system: Any) -> list[str]:
+    version = f" {system.version}" if system.version else ""
+    lines = [
+        f"  operating system on {system.root}: {system.product_name} ({system.distro}{version})"
+        + (f", {system.package_format}: {system.package_hint}" if system.package_format else "")
+    ]
+    if system.hostname:
+        lines.append(f"    hostname {system.hostname}")
+    for where, what in system.mountpoints.items():
+        lines.append(f"    {where} is {what}")
+    for k in system.kernels:
+        lines.append(f"    kernel {k.version}: {k.kernel}" + (f", initrd {k.initrd}" if k.initrd else ""))
+    return lines
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """`dom0 image inspect PATH`: partition table, partitions, filesystems, LVM and operating systems."""
+    path = Path(args.path)
+    if path.is_dir():
+        from dom0.image.osinspect import inspect_tree
+        from dom0.image.tree import DirectoryTree
+
+        system = inspect_tree(DirectoryTree(path))
+        systems = [system] if system is not None else []
+        if args.json:
+            empty = Layout("none", 512, (), (), (), 0)
+            doc = layout_json(str(path), "directory", empty)
+            doc["size_bytes"] = None
+            doc["operating_systems"] = [s.to_json() for s in systems]
+            print_json(doc)
+            return 0
+        print(f"{path}: directory (a mounted or chroot tree)")
+        for s in systems:
+            print("\n".join(_os_text(s)))
+        if not systems:
+            print("  no operating system found (no /etc with release files)")
+        return 0
+    from dom0.image.layout import scan
+    from dom0.image.osinspect import inspect_operating_systems
+    from dom0.image.source import open_image
+
+    with open_image(path) as source:
+        layout = scan(source)
+        systems = inspect_operating_systems(source, layout)
+        if args.json:
+            doc = layout_json(str(path), source.kind, layout)
+            doc["operating_systems"] = [s.to_json() for s in systems]
+            print_json(doc)
+            return 0
+        lines = layout_text(str(path), source, layout)
+    for s in systems:
+        lines.extend(_os_text(s))
+    print("\n".join(lines))
+    return 0
+
+
+def _plan_json(plan: Plan, dry_run: bool, written: int | None) -> dict[str, Any]:
+    return {
+        "action": plan.action,
+        "dry_run": dry_run,
+        "source": plan.source,
+        "what": plan.what,
+        "source_ranges": [{"offset": o, "size_bytes": n} for o, n in plan.ranges],
+        "size_bytes": plan.size,
+        "target": plan.target,
+        "target_offset": plan.target_offset,
+        "target_size_bytes": plan.target_size,
+        "table": plan.table or None,
+        "start_sector": plan.start_sector if plan.table else None,
+        "filesystem": _fs_json(plan.filesystem),
+        "written_bytes": written,
+        "verified": written is not None,
+    }
+
+
+def _ranges_text(plan: Plan) -> str:
+    return ", ".join(f"bytes {o}-{o + n - 1}" for o, n in plan.ranges)
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Progress | None]:
+    """A rich progress bar on stderr for a large copy to a terminal; None (no bar) otherwise."""
+    if total < PROGRESS_MIN or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+
+        def update(done: int, _total: int) -> None:
+            bar.update(task, completed=done)
+
+        yield update
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """`dom0 image extract IMAGE (--partition N | --lv VG/LV) -o OUT`: one filesystem as a whole-disk image."""
+    from dom0.image.extract import extract, plan_extract
+    from dom0.image.layout import scan
+    from dom0.image.source import open_image
+
+    out = Path(args.output)
+    with open_image(args.image) as source:
+        layout = scan(source)
+        plan, data = plan_extract(source, layout, out, partition=args.partition, lv=args.lv)
+        fs = _fs_words(plan.filesystem)
+        if args.dry_run:
+            if args.json:
+                print_json(_plan_json(plan, True, None))
+            else:
+                print(f"would copy {plan.what} ({fs}) of {args.image}, {_ranges_text(plan)},")
+                print(f"  to {out}: a {humanize.size(plan.size)} whole-disk image ({plan.size} bytes), sparse")
+            return 0
+        with _progress(plan.size, f"extracting {plan.what}") as progress:
+            written = extract(plan, data, progress)
+    if args.json:
+        print_json(_plan_json(plan, False, written))
+    else:
+        print(
+            f"wrote {plan.what} ({fs}) of {args.image} to {out}: {humanize.size(plan.size)}, "
+            f"{humanize.size(written)} of data (the rest left sparse); verified"
+        )
+    return 0
+
+
+def cmd_wrap(args: argparse.Namespace) -> int:
+    """`dom0 image wrap FS -o DISK`: a whole-disk filesystem put in partition 1 of a new MBR or GPT disk."""
+    from dom0.image.extract import plan_wrap, wrap
+    from dom0.image.source import open_image
+
+    out = Path(args.output)
+    with open_image(args.filesystem) as source:
+        plan = plan_wrap(source, out, table=args.table, start_sector=args.start_sector)
+        fs = _fs_words(plan.filesystem)
+        if args.dry_run:
+            if args.json:
+                print_json(_plan_json(plan, True, None))
+            else:
+                print(f"would write {out}: {humanize.size(plan.target_size)} disk, {plan.table.upper()} table,")
+                print(
+                    f"  partition 1 from sector {plan.start_sector} holding {args.filesystem} ({fs}, {plan.size} bytes)"
+                )
+            return 0
+        with _progress(plan.size, "wrapping") as progress:
+            written = wrap(plan, source, progress)
+    if args.json:
+        print_json(_plan_json(plan, False, written))
+    else:
+        print(
+            f"wrote {out}: {plan.table.upper()} disk of {humanize.size(plan.target_size)}, partition 1 at sector "
+            f"{plan.start_sector} holding {fs}; verified"
+        )
+    return 0
