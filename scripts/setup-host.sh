@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
   qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio zstd dnsmasq-base python3-venv
+  # disk images (tests/data/imagebuild.py, dom0 image): sfdisk, mkfs.*, mkswap, lvm2 on loop devices, qemu-img
+  fdisk btrfs-progs xfsprogs dosfstools mtools lvm2 file
 )
 
 missing=()
