@@ -593,15 +593,28 @@ def mkfs_ext4(tree: Path, image: Path, size_mb: int = 32, label: str = "", uuid:
 # --- a real Debian through debootstrap ------------------------------------------------------------------------------
 
 DEBOOTSTRAP_CACHE = Path("/var/cache/dom0-tests")
+DEBOOT_HOSTNAME = "deboot-guest"
+DEBOOT_ROOT_UUID = "0d0e0000-0000-4000-8000-00000000d0b1"
+DEBOOT_BOOT_UUID = "0d0e0000-0000-4000-8000-00000000d0b2"
+DEBOOT_FSTAB = (
+    f"UUID={DEBOOT_ROOT_UUID} / ext4 errors=remount-ro 0 1\n"
+    f"UUID={DEBOOT_BOOT_UUID} /boot ext4 defaults 0 2\n"
+    "proc /proc proc defaults 0 0\n"
+)
 DEBOOTSTRAP_ARGS = ("--variant=minbase", "--include=systemd-sysv", "bookworm")
 
 
 def debootstrap_tree() -> Path | None:
-    """A real Debian 12 root built by debootstrap (minbase), cached and reused; None if it cannot be built here."""
+    """A real Debian 12 root built by debootstrap (minbase), cached and reused; None if it cannot be built here.
+
+    Its /etc/hostname and /etc/fstab (root and a separate /boot, by the DEBOOT_*_UUIDs) are set as an installer
+    would; debootstrap leaves them unconfigured.
+    """
     key = hashlib.sha256(" ".join(DEBOOTSTRAP_ARGS).encode()).hexdigest()[:12]
     root = DEBOOTSTRAP_CACHE / f"debootstrap-bookworm-{key}"
     marker = root.with_name(root.name + ".complete")
     if marker.exists() and root.is_dir():
+        _configure(root)
         return root
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
         return None
@@ -615,11 +628,18 @@ def debootstrap_tree() -> Path | None:
     if proc.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
         return None
-    (partial / "etc/hostname").write_text("deboot-guest\n")
     shutil.rmtree(root, ignore_errors=True)
     partial.rename(root)
     marker.write_text(" ".join(DEBOOTSTRAP_ARGS) + "\n")
+    _configure(root)
     return root
+
+
+def _configure(root: Path) -> None:
+    for rel, text in (("etc/hostname", DEBOOT_HOSTNAME + "\n"), ("etc/fstab", DEBOOT_FSTAB)):
+        path = root / rel
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
 
 
 def _xfs_protofile(tree: Path) -> str:
