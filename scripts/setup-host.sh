@@ -10,6 +10,8 @@ PACKAGES=(
   qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio zstd dnsmasq-base python3-venv
   # disk images (tests/data/imagebuild.py, dom0 image): sfdisk, mkfs.*, mkswap, lvm2 on loop devices, qemu-img
   fdisk btrfs-progs xfsprogs dosfstools mtools lvm2 file
+  # bench/image_inspect_bench.py: virt-inspector, the helper-VM tool dom0 image inspect is measured against
+  libguestfs-tools
 )
 
 missing=()
