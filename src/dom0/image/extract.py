@@ -101,9 +101,6 @@ def plan_wrap(fs_source: ImageSource, out: Path, *, table: str = "mbr", start_se
     """The plan for `dom0 image wrap`: FS in partition 1 of a new disk with an MBR or GPT table."""
     if table not in ("mbr", "gpt"):
         raise Dom0Error(f"unknown partition table {table!r}", "use --table mbr or --table gpt")
-    fs = probe(fs_source)
-    if fs is None:
-        raise Dom0Error(f"{fs_source.name} holds no filesystem dom0 recognises", "wrap takes a whole-disk filesystem")
     layout = scan(fs_source)
     if layout.partition_table != "none":
         raise Dom0Error(
@@ -111,6 +108,9 @@ def plan_wrap(fs_source: ImageSource, out: Path, *, table: str = "mbr", start_se
             f"{layout.partition_table.upper()} partition table",
             "wrap takes a whole-disk filesystem (dom0 image extract makes one)",
         )
+    fs = probe(fs_source)
+    if fs is None:
+        raise Dom0Error(f"{fs_source.name} holds no filesystem dom0 recognises", "wrap takes a whole-disk filesystem")
     minimum = 34 if table == "gpt" else 1
     if start_sector < minimum or start_sector > 2**32 - 1:
         raise Dom0Error(f"--start-sector {start_sector} is not possible with {table.upper()}", f"use {minimum} or more")

@@ -177,19 +177,19 @@ def _walk_ebr(source: ImageSource, ext_start: int, ext_count: int, first: int) -
         if ebr[510:512] != b"\x55\xaa":
             # An extended partition whose first EBR is blank simply has no logical partitions yet.
             return found, [] if lba == ext_start else [f"no valid EBR at sector {lba}; logical partitions end there"]
-        link = 0
+        link: int | None = None
         data_done = False
         for boot, code, start, count in _mbr_entries(ebr):
             if code == 0 or count == 0:
                 continue
             if code in EXTENDED_TYPES:
-                link = link or start
+                link = start if link is None else link
             elif not data_done:
                 data_done = True
                 found.append(
                     RawPartition(first + len(found), lba + start, count, mbr_type_name(code), boot == 0x80, "logical")
                 )
-        if not link:
+        if link is None:
             return found, []
         if link >= ext_count:
             return found, [f"the extended partition's chain points outside it (sector {ext_start + link})"]
