@@ -131,16 +131,20 @@ def layout_text(path: str, source: ImageSource, layout: Layout) -> list[str]:
 
 def _os_text(system: Any) -> list[str]:
     version = f" {system.version}" if system.version else ""
-    lines = [
-        f"  operating system on {system.root}: {system.product_name} ({system.distro}{version})"
-        + (f", {system.package_format}: {system.package_hint}" if system.package_format else "")
-    ]
+    hint, name = system.package_hint, system.product_name
+    if hint.startswith("this is ") and ": " in hint:  # "this is Fedora Core 5: use ...": the short name leads
+        name, hint = hint[len("this is ") :].split(": ", 1)
+    packages = f", {system.package_format}: {hint}" if system.package_format else f", {hint}" if hint else ""
+    lines = [f"  operating system on {system.root}: {name} ({system.distro}{version}){packages}"]
+    if system.product_name != name:
+        lines.append(f"    release {system.product_name}")
     if system.hostname:
         lines.append(f"    hostname {system.hostname}")
     for where, what in system.mountpoints.items():
         lines.append(f"    {where} is {what}")
     for k in system.kernels:
         lines.append(f"    kernel {k.version}: {k.kernel}" + (f", initrd {k.initrd}" if k.initrd else ""))
+    lines.extend(f"    {note}" for note in (*system.console.notes, *system.network.notes))
     return lines
 
 

@@ -301,3 +301,24 @@ def test_probe_of_whole_disk_matches_scan(images: Images) -> None:
         fs = probe(src)
         assert fs is not None
         assert scan(src).filesystems == (fs.__class__(**{**fs.__dict__, "location": "whole disk"}),)
+
+
+def test_inspect_names_the_operating_system_on_the_seed_layout(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "boot").mkdir()
+    (tree / "etc" / "fedora-release").write_text("Fedora Core release 5 (Bordeaux)\n")
+    (tree / "etc" / "redhat-release").write_text("Fedora Core release 5 (Bordeaux)\n")
+    (tree / "etc" / "hostname").write_text("fc5guest\n")
+    (tree / "boot" / "vmlinuz-2.6.15-1.2054_FC5").write_bytes(b"kernel")
+    fs = imagebuild.mkfs("ext3", tmp_path / "fs.img", 16 * MiB, imagebuild._u(50), "root", tree=tree)
+    disk = tmp_path / "disk.img"
+    assert dom0("image", "wrap", str(fs), "-o", str(disk), "--start-sector", "63").rc == 0
+    r = dom0("image", "inspect", str(disk))
+    assert r.rc == 0, r.err
+    assert "  operating system on partition 1: Fedora Core 5 (fedora 5), rpm: use rpm/yum, not dpkg/apt-get" in r.out
+    doc = json.loads(dom0("image", "inspect", "--json", str(disk)).out)
+    (system,) = doc["operating_systems"]
+    assert (system["distro"], system["version"], system["package_format"]) == ("fedora", "5", "rpm")
+    assert system["hostname"] == "fc5guest"
+    assert system["kernels"][0]["kernel"] == "/boot/vmlinuz-2.6.15-1.2054_FC5"

@@ -130,3 +130,17 @@ def test_damaged_qcow2_header(tmp_path: Path) -> None:
     short.write_bytes(b"QFI\xfb\0\0")
     with pytest.raises(Dom0Error, match="truncated qcow2 header"):
         open_image(short)
+
+
+def test_block_device(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("attaching a loop device needs root")
+    img = tmp_path / "dev.img"
+    img.write_bytes(b"\0" * 512 + b"BLOCK" + b"\0" * (MiB - 517))
+    loop = run.output(["losetup", "-f", "--show", "-r", str(img)]).strip()
+    try:
+        with open_image(loop) as src:
+            assert (src.kind, src.size) == ("block device", MiB)
+            assert src.read_at(512, 5) == b"BLOCK"
+    finally:
+        run.run(["losetup", "-d", loop], check=False)
