@@ -253,7 +253,8 @@ def lvm(base: Path, vg: str) -> Image:
         ["losetup", "-f", "--show", "-o", str(pv_off), "--sizelimit", str(64 * MiB - pv_off), str(img)]
     ).strip()
     os.environ["LVM_SUPPRESS_FD_WARNINGS"] = "1"
-    opts = ["--devices", loop, "--driverloaded", "n"]
+    # Only this loop device, no device-mapper, and no backup/archive copies left in the host's /etc/lvm.
+    opts = ["--devices", loop, "--driverloaded", "n", "--config", "backup { backup = 0 archive = 0 }"]
     try:
         run.run(["pvcreate", *opts, loop])
         run.run(["vgcreate", *opts, "-s", "4M", vg, loop])
