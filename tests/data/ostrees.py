@@ -171,6 +171,9 @@ def debian12() -> OSTree:
             "/etc/systemd/system/getty.target.wants/getty@tty1.service": "",
             "/etc/systemd/system/getty.target.wants/serial-getty@hvc0.service": "",
             "/etc/modprobe.d/blacklist.conf": "blacklist pcspkr\n",
+            "/var/lib/dpkg/status": "Package: base-files\nEssential: yes\nStatus: install ok installed\n"
+            "Priority: required\nSection: admin\nInstalled-Size: 341\nMaintainer: Santiago Vila <sanvila@debian.org>\n"
+            "Architecture: amd64\nVersion: 12.4+deb12u5\nDescription: Debian base system miscellaneous files\n\n",
             **_boot(
                 ("vmlinuz-6.1.0-9-amd64", "initrd.img-6.1.0-9-amd64"),
                 ("vmlinuz-6.1.0-10-amd64", "initrd.img-6.1.0-10-amd64"),
