@@ -7,13 +7,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dom0 import humanize
 from dom0.cli.session import print_json
-from dom0.image.extract import Plan, Progress
 from dom0.image.layout import Filesystem, Layout, LogicalVolume, Partition
 from dom0.image.source import ImageSource
+
+if TYPE_CHECKING:
+    from dom0.image.extract import Plan, Progress
 
 # Below this a copy takes about a second: a progress bar would only flicker.
 PROGRESS_MIN = 64 * 1024 * 1024

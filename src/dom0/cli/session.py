@@ -7,14 +7,18 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dom0.hypervisor import Hypervisor, choose_uri, connect
+if TYPE_CHECKING:
+    from dom0.hypervisor import Hypervisor
 
 
 @contextmanager
 def hypervisor(args: argparse.Namespace) -> Iterator[Hypervisor]:
     """The hypervisor chosen by -c and the environment, closed afterwards."""
+    # Imported here so commands that read only files (explain, image) never load the hypervisor layer.
+    from dom0.hypervisor import choose_uri, connect
+
     hv = connect(choose_uri(args.connect))
     try:
         yield hv
