@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export LIBGUESTFS_BACKEND_SETTINGS := force_tcg
 
-.PHONY: setup demo demo-clean test lint unit integration bench clean
+.PHONY: setup demo demo-clean test lint unit integration xen bench clean
 
 setup:
 	@bash scripts/setup-host.sh
@@ -24,6 +24,10 @@ unit: setup
 
 integration: setup
 	$(VENV)/bin/pytest -q tests/integration
+
+# Xen 4.17 under QEMU with dom0's Xen suite inside (tests/xen/lab.py); `make test` runs it too.
+xen: setup
+	$(VENV)/bin/pytest -q tests/xen
 
 test: setup lint
 	$(VENV)/bin/pytest -q tests

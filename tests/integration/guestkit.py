@@ -4,6 +4,7 @@ The guest's /init reads `dom0test.mode=MODE` from the kernel command line (a com
   idle    prints `dom0test ready`, then `tick N` every 5 s; a root shell runs on the serial console
   swap    like idle, plus swapon of the swap disk and a loop that keeps paging
   diskio  like idle, plus a loop that keeps reading and writing vda
+  diskping  like idle, plus one 4 KiB synced write to the data disk each second (cheap under emulation)
   noacpi  ignore the ACPI power button (so an orderly shutdown never completes)
 Without `noacpi`, a power-button press powers the guest off cleanly.
 
@@ -18,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -79,6 +81,9 @@ if has diskio && [ -b "/dev/$datadev" ]; then
       sleep 1
     done
   ) &
+fi
+if has diskping && [ -b "/dev/$datadev" ]; then
+  ( while :; do dd if=/dev/zero of="/dev/$datadev" bs=4096 count=1 conv=fsync 2>/dev/null; sleep 1; done ) &
 fi
 ( while :; do setsid cttyhack sh -l; sleep 1; done ) &
 echo "dom0test ready mode=$mode"
@@ -145,19 +150,30 @@ def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return bytes(out)
 
 
-def build_kit(work_dir: Path = WORK_DIR) -> Kit:
-    """Copy the kernel and build the initramfs into `work_dir`, reusing earlier builds with the same inputs."""
+def build_kit(
+    work_dir: Path = WORK_DIR,
+    *,
+    modules: tuple[str, ...] = MODULES,
+    extra: Sequence[tuple[str, int, bytes]] = (),
+) -> Kit:
+    """Copy the kernel and build the initramfs into `work_dir`, reusing earlier builds with the same inputs.
+
+    `modules` are the kernel modules the guest loads (QEMU's virtio ones by default; Xen guests want
+    xen_blkfront and xen_netfront); `extra` adds (path, mode, data) entries to the initramfs.
+    """
     kernel_src, version = host_kernel()
     work_dir.mkdir(parents=True, exist_ok=True)
     work_dir.chmod(0o755)
     moddir = Path("/lib/modules") / version
-    modules = [moddir / m for m in module_closure(moddir, MODULES)]
+    module_paths = [moddir / m for m in module_closure(moddir, modules)]
     key = hashlib.sha256()
     key.update(INIT.encode())
     key.update(version.encode())
     key.update(BUSYBOX.read_bytes())
-    for m in modules:
+    for m in module_paths:
         key.update(m.read_bytes())
+    for path, mode, data in extra:
+        key.update(f"{path}:{mode}:".encode() + data)
     digest = key.hexdigest()[:16]
 
     # libvirt relabels the kernel it boots; a private copy keeps /boot untouched.
@@ -171,8 +187,9 @@ def build_kit(work_dir: Path = WORK_DIR) -> Kit:
         ]
         entries.append(("bin/busybox", 0o100755, BUSYBOX.read_bytes()))
         entries.append(("init", 0o100755, INIT.encode()))
-        entries.append(("modules.order", 0o100644, "".join(f"{m.name}\n" for m in modules).encode()))
-        entries += [(f"lib/modules/{m.name}", 0o100644, m.read_bytes()) for m in modules]
+        entries.append(("modules.order", 0o100644, "".join(f"{m.name}\n" for m in module_paths).encode()))
+        entries += [(f"lib/modules/{m.name}", 0o100644, m.read_bytes()) for m in module_paths]
+        entries += list(extra)
         # /dev/console must exist before devtmpfs is mounted, or init starts without stdout.
         entries.append(("dev/console", 0o020600, b""))
         _atomic_write(initramfs, gzip.compress(_newc(entries), compresslevel=6))

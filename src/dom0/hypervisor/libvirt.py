@@ -335,8 +335,20 @@ class LibvirtHypervisor:
     def restore(self, path: str, *, paused: bool = False) -> Guest:
         """Start a guest again from a file written by save (virsh restore), optionally left paused."""
         with _translated(f"cannot restore {path}", "give the path of a file written by save, readable by libvirtd"):
-            xml = self._conn.saveImageGetXMLDesc(path, 0)
+            try:
+                xml = self._conn.saveImageGetXMLDesc(path, 0)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                    raise
+                xml = ""  # libvirt's Xen (libxl) driver cannot read a save file's XML: find the guest by what is new
+            before = {d.UUIDString() for d in self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
             self._conn.restoreFlags(path, None, libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else 0)
+            if not xml:
+                after = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                fresh = [d.UUIDString() for d in after if d.UUIDString() not in before]
+                if len(fresh) == 1:
+                    return self.guest(fresh[0])
+                raise Dom0Error(f"restored {path}, but cannot tell which guest it is", "`dom0 list` shows it")
         return self.guest(domxml.uuid_of(xml) or domxml.name_of(xml))
 
     def console(self, ref: str) -> Console:
@@ -375,6 +387,10 @@ class LibvirtHypervisor:
                 f"libvirt's log of {details.guest.name} (/var/log/libvirt/{driver}/{details.guest.name}.log)",
             ),
         ]
+        if self.is_xen and not details.console_log:
+            # libvirt's XML of a Xen guest names no console log; xenconsoled --log=guest keeps one here
+            xen_log = f"/var/log/xen/console/guest-{details.guest.name}.log"
+            candidates.insert(0, (xen_log, f"console log of {details.guest.name} ({xen_log})"))
         logs = []
         for path, source in candidates:
             text = _tail(Path(path)) if path else None

@@ -1,0 +1,30 @@
+"""The Xen stage on the host: build (or reuse) the lab image, boot Xen under QEMU, bring the inner results back.
+
+indom0/ is the suite that runs inside the lab's dom0; the host never collects it.
+
+Fixtures:
+  xen_stage  (session) the lab.StageResult of one boot, shared by the tests that read it
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from .lab import StageResult, run_stage
+
+collect_ignore = ["indom0"]
+
+
+@pytest.fixture(scope="session")
+def xen_stage(pytestconfig: pytest.Config) -> StageResult:
+    """Run the whole stage once (minutes: see lab.py)."""
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+
+    def progress(line: str) -> None:
+        # straight to the terminal: a long build or boot shows what it is doing even while pytest captures
+        with capture.global_and_fixture_disabled():
+            print(line, file=sys.stderr, flush=True)
+
+    return run_stage(log=progress)

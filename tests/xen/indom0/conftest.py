@@ -1,0 +1,54 @@
+"""Fixtures of the Xen suite, which runs INSIDE the lab's dom0 (see tests/xen/lab.py), never on the host.
+
+Every test module runs once per backend: `xl://` (guests made from xl.cfg files) and `xen:///system` (libvirt's
+libxl driver, guests made from libvirt XML); pytest runs all of one backend's tests before the other's.
+
+Fixtures:
+  uri        (module, parametrized) the backend's URI
+  guests     (module) {"pv": LabGuest, "pvh": LabGuest}: both made through `dom0 -c URI create` and booted;
+             whatever is left of them is destroyed at the end
+  pv_guest   (module) guests["pv"]
+  pvh_guest  (module) guests["pvh"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .guests import BACKENDS, READY, LabGuest, cleanup, make_guest
+
+
+@pytest.fixture(scope="module", params=list(BACKENDS), ids=list(BACKENDS.values()))
+def uri(request: pytest.FixtureRequest) -> str:
+    """The backend under test."""
+    value: str = request.param
+    return value
+
+
+@pytest.fixture(scope="module")
+def guests(uri: str) -> Iterator[dict[str, LabGuest]]:
+    """A PV and a PVH guest, each with a disk and a NIC, both booted (they boot side by side: emulation is slow)."""
+    made: dict[str, LabGuest] = {}
+    try:
+        for kind in ("pv", "pvh"):
+            made[kind] = make_guest(uri, kind)
+        for g in made.values():
+            g.wait_for_console(READY)
+        yield made
+    finally:
+        for g in made.values():
+            cleanup(g)
+
+
+@pytest.fixture(scope="module")
+def pv_guest(guests: dict[str, LabGuest]) -> LabGuest:
+    """The running PV guest."""
+    return guests["pv"]
+
+
+@pytest.fixture(scope="module")
+def pvh_guest(guests: dict[str, LabGuest]) -> LabGuest:
+    """The running PVH guest."""
+    return guests["pvh"]

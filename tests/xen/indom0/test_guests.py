@@ -1,0 +1,174 @@
+"""dom0 against real Xen guests, inside the lab's dom0, once per backend (xl:// and xen:///system).
+
+The tests of one backend share a PV and a PVH guest and run in file order: looking first, then pause/resume,
+save/restore, and last the orderly shutdown (PV) and destroy (PVH) that end them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .guests import (
+    BRIDGE,
+    GUEST_INITRAMFS,
+    GUEST_KERNEL,
+    POWEROFF,
+    READY,
+    WORK,
+    XVDA_VBD,
+    LabGuest,
+    dom0,
+    wait_until_gone,
+    xl,
+    xl_state,
+)
+
+
+def _xl_id(name: str) -> int:
+    for line in xl("list", name).splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == name:
+            return int(fields[1])
+    raise AssertionError(f"xl list does not show {name}")
+
+
+def _long(uri: str, g: LabGuest) -> dict[str, Any]:
+    entries = json.loads(dom0(uri, "list", "--long", "--json", g.name).stdout)
+    assert [e["name"] for e in entries] == [g.name]
+    entry: dict[str, Any] = entries[0]
+    return entry
+
+
+def _check_long(uri: str, g: LabGuest) -> None:
+    d = _long(uri, g)
+    assert d["id"] == _xl_id(g.name)
+    assert d["state"] in ("running", "blocked")
+    assert d["memory_mib"] == 128
+    assert d["vcpus"] == 1
+    disks = [x for x in d["disks"] if x["target"] == "xvda"]
+    assert len(disks) == 1, d["disks"]
+    assert disks[0]["vbd"] == XVDA_VBD
+    assert disks[0]["source"] == str(g.disk)
+    assert [n["mac"].lower() for n in d["nics"]] == [g.mac]
+    assert d["nics"][0]["source"] == BRIDGE
+    assert d["boot"]["kernel"] == str(GUEST_KERNEL)
+    assert d["boot"]["initrd"] == str(GUEST_INITRAMFS)
+    assert "dom0test.mode=" in d["boot"]["cmdline"]
+
+
+def test_list_shows_the_running_guest_like_xl(uri: str, pv_guest: LabGuest) -> None:
+    out = dom0(uri, "list").stdout
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == [pv_guest.name]]
+    assert len(rows) == 1, out
+    _, gid, mem, vcpus, state = rows[0][:5]
+    assert int(gid) == _xl_id(pv_guest.name)
+    assert (mem, vcpus) == ("128", "1")
+    assert state in ("r-----", "-b----")
+
+
+def test_list_long_json_shows_disk_nic_and_boot_of_a_pv_guest(uri: str, pv_guest: LabGuest) -> None:
+    _check_long(uri, pv_guest)
+
+
+def test_list_long_json_shows_disk_nic_and_boot_of_a_pvh_guest(uri: str, pvh_guest: LabGuest) -> None:
+    _check_long(uri, pvh_guest)
+
+
+def test_top_batch_json_shows_the_guests_vbd_and_nic(uri: str, pv_guest: LabGuest) -> None:
+    out = dom0(uri, "top", "--batch", "-n", "2", "-d", "1", "--json").stdout
+    samples = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert len(samples) == 2, out
+    mine = [r for r in samples[-1]["guests"] if r["name"] == pv_guest.name]
+    assert len(mine) == 1, samples[-1]
+    row = mine[0]
+    assert row["memory_mib"] == 128
+    assert [(x["target"], x["vbd"]) for x in row["disks"]] == [("xvda", XVDA_VBD)]
+    assert [n["mac"].lower() for n in row["nics"]] == [pv_guest.mac]
+    # the guest writes to xvda every second (diskping), so blkback's counters move
+    disk = row["disks"][0]
+    assert disk["rd_bytes_per_s"] + disk["wr_bytes_per_s"] > 0, row
+
+
+def test_explain_decodes_the_vbd_number_of_xvda(uri: str) -> None:
+    out = dom0(uri, "explain", str(XVDA_VBD)).stdout
+    assert "xvda" in out
+    assert "202:0" in out
+
+
+def test_dmesg_shows_the_xen_hypervisor_log(uri: str) -> None:
+    out = dom0(uri, "dmesg").stdout
+    assert "Xen version" in out
+
+
+def test_dmesg_of_a_guest_shows_its_console(uri: str, pv_guest: LabGuest) -> None:
+    out = dom0(uri, "dmesg", pv_guest.name).stdout
+    assert READY in out
+    assert "tick " in out
+
+
+def test_pause_stops_the_guest_and_resume_lets_it_run(uri: str, pv_guest: LabGuest) -> None:
+    dom0(uri, "pause", pv_guest.name)
+    try:
+        assert xl_state(pv_guest.name) == "--p---"
+        listed = json.loads(dom0(uri, "list", "--json", pv_guest.name).stdout)
+        assert [(g["state"], g["state_flags"]) for g in listed] == [("paused", "--p---")]
+        frozen = pv_guest.last_tick()  # the two CLI calls above took longer than a tick already on its way
+        time.sleep(6)  # longer than the guest's 5 s tick
+        assert pv_guest.last_tick() == frozen, "a paused guest kept ticking"
+    finally:
+        dom0(uri, "resume", pv_guest.name)
+    assert xl_state(pv_guest.name) in ("r-----", "-b----")
+    pv_guest.wait_for_tick_after(frozen)
+
+
+def _save_and_restore(uri: str, g: LabGuest) -> None:
+    from dom0.hypervisor import UriChoice, connect
+
+    path = WORK / f"{g.name}.save"
+    path.unlink(missing_ok=True)
+    hv = connect(UriChoice(uri, "the Xen suite"))
+    try:
+        g.wait_for_tick_after(0)
+        hv.save(g.name, str(path))
+        at_save = g.last_tick()
+        assert xl_state(g.name) is None, "the saved guest still runs"
+        assert g.name not in [x.name for x in hv.guests()]
+        assert path.stat().st_size > 16 << 20  # most of its 128 MiB
+        restored = hv.restore(str(path))
+        assert (restored.name, restored.state.is_active) == (g.name, True)
+        assert xl_state(g.name) is not None
+        assert g.name in [x.name for x in hv.guests()]
+    finally:
+        hv.close()
+    # it resumed where it was: the ticks go on from the saved count and it did not boot again
+    assert g.wait_for_tick_after(at_save) > at_save
+    assert g.console_text().count(READY) == 1
+
+
+def test_save_and_restore_a_pv_guest_resumes_it(uri: str, pv_guest: LabGuest) -> None:
+    _save_and_restore(uri, pv_guest)
+
+
+def test_save_and_restore_a_pvh_guest_resumes_it(uri: str, pvh_guest: LabGuest) -> None:
+    _save_and_restore(uri, pvh_guest)
+
+
+def test_shutdown_wait_powers_the_pv_guest_off(uri: str, pv_guest: LabGuest) -> None:
+    out = dom0(uri, "shutdown", "--wait", "--timeout", "120", pv_guest.name, timeout=180).stdout
+    assert "shut down in" in out
+    # libvirt reports the guest shut off while Xen may still be tearing the domain down
+    assert wait_until_gone(pv_guest.name, 30), xl_state(pv_guest.name)
+    # the guest kernel got Xen's shutdown request and ran the initramfs's /sbin/poweroff
+    assert POWEROFF in pv_guest.console_text()
+
+
+def test_destroy_needs_yes_and_then_stops_the_guest_at_once(uri: str, pvh_guest: LabGuest) -> None:
+    refused = dom0(uri, "destroy", pvh_guest.name, check=False)
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
+    assert xl_state(pvh_guest.name) is not None
+    dom0(uri, "destroy", "--yes", pvh_guest.name)
+    assert wait_until_gone(pvh_guest.name, 30), xl_state(pvh_guest.name)
+    assert pvh_guest.name not in dom0(uri, "list").stdout

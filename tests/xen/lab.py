@@ -1,0 +1,375 @@
+"""The Xen lab: a Debian dom0 image with Xen 4.17 and libvirt, booted under QEMU software emulation.
+
+The debootstrapped root is built once per recipe and cached under CACHE/<recipe hash>/root. Every run copies the
+project's src/ and tests/xen/ into it (/opt/dom0) with the test guests' kernel and initramfs (/opt/dom0-guest),
+packs it with `mkfs.ext4 -d` (no mount), and boots one VM per backend side by side, each running dom0init
+(beside this file) as dom0's init, which runs that backend's half of tests/xen/indom0. The results are read
+back from each image's /outputs with debugfs.
+
+Everything needs root (debootstrap, device nodes in the image); nothing is mounted on the host.
+Run it alone with `make xen`, or `cd tests && ../.venv/bin/python -m xen.lab`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import hashlib
+import lzma
+import os
+import shutil
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dom0 import run
+from integration import guestkit
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CACHE = Path(os.environ.get("DOM0_XENLAB_CACHE", "/var/cache/dom0-xenlab"))
+WORK = Path(os.environ.get("DOM0_XENLAB_WORK", "/var/tmp/dom0-xenlab"))
+SUITE = "bookworm"
+# Bump when the steps that make the cached root change (the package list is hashed on its own).
+RECIPE_VERSION = "1"
+PACKAGES = (
+    "xen-hypervisor-4.17-amd64",
+    "xen-utils-4.17",
+    "xen-utils-common",
+    "xenstore-utils",
+    "kmod",
+    "procps",
+    "iproute2",
+    "util-linux",
+    "mount",
+    "busybox-static",
+    "python3",
+    "python3-libvirt",
+    "python3-rich",
+    "python3-pytest",
+    "python3-pytest-timeout",
+    "libvirt-daemon",
+    "libvirt-daemon-driver-xen",
+    "libvirt-clients",
+)
+# Modules the test guests load: Xen's block and network frontends (Debian builds both as modules).
+GUEST_MODULES = ("xen_blkfront", "xen_netfront")
+# Xen asks a PV guest to power off through xenbus; its kernel then runs /sbin/poweroff. busybox's own poweroff
+# only signals init, which the guest's shell-script init ignores, so this one powers off directly.
+GUEST_POWEROFF = b"""#!/bin/sh
+echo "dom0test: powering off" > /dev/console
+sync
+exec /bin/busybox poweroff -f
+"""
+# QEMU's emulation (TCG) has no VME and Xen hides SEP on AMD CPUs, so no CPU model in libvirt's map fits the
+# emulated host and libvirt's libxl driver fails to start ("Cannot find suitable CPU model"); this minimal model,
+# installed only into the lab's root, lets it describe the host. Real hardware has VME and needs none of this.
+LIBVIRT_CPU_MODEL = """<cpus>
+  <model name='xenlab-tcg'>
+    <decode host='on' guest='off'/>
+    <feature name='fpu'/>
+    <feature name='pse'/>
+  </model>
+</cpus>
+"""
+# smap=0: under QEMU's emulation dom0 faults at its first instructions without it.
+XEN_ARGS = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all smap=0"
+DOM0_ARGS = "root=/dev/vda rw console=hvc0 earlyprintk=xen init=/dom0init"
+IMAGE_SIZE = "3G"
+BOOT_TIMEOUT = float(os.environ.get("DOM0_XENLAB_TIMEOUT", "900"))
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class StageResult:
+    """What one boot of the lab brought back."""
+
+    rc: int | None  # the inner pytest's exit code; None when dom0 never wrote one
+    output: str  # the inner pytest's output
+    tests: int  # tests the inner run reported (junit), 0 when it ran none
+    failed: list[str]  # names of inner tests that failed or errored
+    qemu_timed_out: bool
+    outputs: Path
+    serial_logs: list[Path]
+    timings: dict[str, float] = field(default_factory=dict)
+    crashes: list[str] = field(default_factory=list)  # segfaults in dom0's kernel log: a sign of emulation trouble
+
+    @property
+    def passed(self) -> bool:
+        """The inner run finished, ran tests, and all of them passed."""
+        return self.rc == 0 and self.tests > 0 and not self.failed and not self.qemu_timed_out
+
+
+def kernel_version() -> str:
+    """The newest Debian kernel in /boot: Xen's dom0 and the guests boot it."""
+    return guestkit.host_kernel()[1]
+
+
+def mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 .sources or a classic sources.list)."""
+    if os.environ.get("MIRROR"):
+        return os.environ["MIRROR"]
+    candidates: list[str] = []
+    for src in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        candidates += [ln.split()[1] for ln in src.read_text().splitlines() if ln.startswith("URIs:")]
+    classic = Path("/etc/apt/sources.list")
+    if classic.exists():
+        candidates += [ln.split()[1] for ln in classic.read_text().splitlines() if ln.startswith("deb ")]
+    for uri in candidates:
+        if "security" not in uri:
+            return uri
+    raise RuntimeError("no Debian mirror in apt's sources; set MIRROR")
+
+
+def recipe_key(kv: str) -> str:
+    """The cache key of the debootstrapped root: suite, packages, recipe version, kernel version."""
+    text = "\n".join([SUITE, RECIPE_VERSION, kv, *PACKAGES])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock: one lab build or boot at a time on this machine (each takes both CPUs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cached_root(kv: str, log: Log) -> Path:
+    """The debootstrapped dom0 root for this recipe, built now unless the cache has it."""
+    base = CACHE / recipe_key(kv)
+    root = base / "root"
+    if (root / "usr/sbin/xl").exists() and (base / "complete").exists():
+        log(f"xenlab: cached dom0 root {root}")
+        return root
+    partial = CACHE / f"{base.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    log(f"xenlab: debootstrap {SUITE} into {partial} (a few minutes, once per recipe)")
+    run.run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(partial / "root"), mirror()],
+        timeout=1800,
+    )
+    (partial / "root/lib/modules").mkdir(parents=True, exist_ok=True)
+    run.run(["cp", "-a", f"/lib/modules/{kv}", str(partial / "root/lib/modules/")])
+    (partial / "complete").write_text(kv + "\n")
+    shutil.rmtree(base, ignore_errors=True)
+    partial.rename(base)
+    return root
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
+
+
+def stage_root(root: Path, kv: str, log: Log) -> None:
+    """Put this run's project files, init script and guest kit into the root."""
+    opt = root / "opt/dom0"
+    shutil.rmtree(opt, ignore_errors=True)
+    _copy_tree(REPO / "src", opt / "src")
+    _copy_tree(HERE, opt / "tests/xen")
+    shutil.copy2(HERE / "dom0init", root / "dom0init")
+    (root / "dom0init").chmod(0o755)
+    kit = guestkit.build_kit(
+        WORK / "guest",
+        modules=GUEST_MODULES,
+        extra=[("sbin", 0o040755, b""), ("sbin/poweroff", 0o100755, GUEST_POWEROFF)],
+    )
+    guest = root / "opt/dom0-guest"
+    shutil.rmtree(guest, ignore_errors=True)
+    guest.mkdir(parents=True)
+    (guest / "vmlinux").write_bytes(uncompressed_kernel(kit.kernel))
+    shutil.copy2(kit.initramfs, guest / "initramfs.cpio.gz")
+    # libvirtd would fail to start for want of QEMU's user; the lab's libvirtd is for Xen only
+    (root / "usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so").unlink(missing_ok=True)
+    cpu_map = root / "usr/share/libvirt/cpu_map"
+    (cpu_map / "x86_xenlab-tcg.xml").write_text(LIBVIRT_CPU_MODEL)
+    index = (cpu_map / "index.xml").read_text()
+    if "x86_xenlab-tcg.xml" not in index:
+        anchor = "<include filename='x86_486.xml'/>"
+        index = index.replace(anchor, f"{anchor}\n    <include filename='x86_xenlab-tcg.xml'/>")
+        (cpu_map / "index.xml").write_text(index)
+    # compiled here (same Python minor version as dom0's): every CLI call inside dom0 costs seconds under emulation
+    run.run(["python3", "-m", "compileall", "-q", str(opt / "src"), str(opt / "tests")], timeout=300)
+    shutil.rmtree(root / "outputs", ignore_errors=True)
+    log(f"xenlab: staged the project, dom0init and the guest kit (kernel {kv}) into {root}")
+
+
+def uncompressed_kernel(bzimage: Path) -> bytes:
+    """The ELF kernel inside a Debian bzImage (its payload is xz-compressed).
+
+    The guests boot it uncompressed: xz decompression inside dom0's domain builder takes many seconds under
+    emulation, and it failed now and then there ("unable to XZ decompress kernel: Invalid kernel").
+    """
+    data = bzimage.read_bytes()
+    start = data.find(b"\xfd7zXZ\x00")
+    if start < 0:
+        raise RuntimeError(f"{bzimage}: no xz-compressed payload (not a Debian kernel?)")
+    elf = lzma.LZMADecompressor().decompress(data[start:])
+    if not elf.startswith(b"\x7fELF"):
+        raise RuntimeError(f"{bzimage}: its payload is not an ELF kernel")
+    return elf
+
+
+def make_image(root: Path, work: Path) -> tuple[Path, Path]:
+    """rootfs.img (ext4 made from the root directory, no mount) and the unpacked Xen hypervisor."""
+    work.mkdir(parents=True, exist_ok=True)
+    xen = work / "xen-4.17-amd64"
+    xen.write_bytes(gzip.decompress((root / "boot/xen-4.17-amd64.gz").read_bytes()))
+    image = work / "rootfs.img"
+    image.unlink(missing_ok=True)
+    run.run(["truncate", "-s", IMAGE_SIZE, str(image)])
+    run.run(["mkfs.ext4", "-q", "-F", "-L", "dom0root", "-d", str(root), str(image)], timeout=600)
+    return image, xen
+
+
+# One lab VM per backend, booted side by side (each takes about one host CPU).
+BACKENDS = {"xl": "xl://", "libvirt": "xen:///system"}
+
+
+def qemu_command(image: Path, xen: Path, kv: str, serial: Path, tag: str) -> list[str]:
+    """QEMU booting Xen (multiboot) with dom0's kernel and initrd as modules; dom0init runs the `tag` half."""
+    dom0_args = f"{DOM0_ARGS} xenlab.tag={tag} xenlab.uri={BACKENDS[tag]}"
+    return [
+        "qemu-system-x86_64",
+        *("-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "3072"),
+        *("-display", "none", "-monitor", "none", "-no-reboot", "-serial", f"file:{serial}"),
+        *("-kernel", str(xen), "-append", XEN_ARGS),
+        *("-initrd", f"/boot/vmlinuz-{kv} {dom0_args},/boot/initrd.img-{kv}"),
+        *("-drive", f"file={image},if=virtio,format=raw"),
+    ]
+
+
+def boot_all(commands: dict[str, list[str]], work: Path, timeout: float) -> tuple[list[str], float]:
+    """Run the QEMU commands side by side until each powers off; returns the tags killed at the deadline, secs."""
+    start = time.monotonic()
+    killed: list[str] = []
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        # Popen rather than dom0.run: the VMs run side by side for minutes and must be killed at the deadline
+        for tag, cmd in commands.items():
+            with (work / f"qemu-{tag}.log").open("wb") as out:
+                procs[tag] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        for tag, proc in procs.items():
+            try:
+                proc.wait(timeout=max(1.0, start + timeout - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                killed.append(tag)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return killed, time.monotonic() - start
+
+
+def read_outputs(image: Path, dest: Path) -> Path:
+    """dom0's /outputs, copied out of the image with debugfs (no mount)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    run.run(["debugfs", "-R", f"rdump /outputs {dest}", str(image)], check=False, timeout=120)
+    return dest / "outputs"
+
+
+def junit_summary(path: Path) -> tuple[int, list[str]]:
+    """How many tests a junit XML file reports, and the names of those that failed or errored."""
+    if not path.exists():
+        return 0, []
+    root = ET.parse(path).getroot()
+    tests = 0
+    failed: list[str] = []
+    for case in root.iter("testcase"):
+        tests += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+    return tests, failed
+
+
+def run_stage(log: Log = print, timeout: float = BOOT_TIMEOUT) -> StageResult:
+    """Build (or reuse) the image, boot one lab VM per backend, run the Xen suite in each, bring results back."""
+    kv = kernel_version()
+    with locked(WORK / "lock"):
+        t0 = time.monotonic()
+        root = cached_root(kv, log)
+        t1 = time.monotonic()
+        stage_root(root, kv, log)
+        image, xen = make_image(root, WORK)
+        commands: dict[str, list[str]] = {}
+        for i, tag in enumerate(BACKENDS):
+            vm = WORK / tag
+            vm.mkdir(exist_ok=True)
+            if i == len(BACKENDS) - 1:
+                image.replace(vm / "rootfs.img")
+            else:
+                run.run(["cp", "--sparse=always", str(image), str(vm / "rootfs.img")], timeout=300)
+            (vm / "serial.log").unlink(missing_ok=True)
+            commands[tag] = qemu_command(vm / "rootfs.img", xen, kv, vm / "serial.log", tag)
+        t2 = time.monotonic()
+        log(
+            f"xenlab: booting {len(commands)} Xen 4.17 VMs under QEMU (hard timeout {timeout:g} s); {WORK}/*/serial.log"
+        )
+        killed, boot_s = boot_all(commands, WORK, timeout)
+        results = {tag: read_outputs(WORK / tag / "rootfs.img", WORK / tag / "results") for tag in BACKENDS}
+    return _result(results, killed, {"root": t1 - t0, "image": t2 - t1, "boot": boot_s})
+
+
+def _result(results: dict[str, Path], killed: list[str], timings: dict[str, float]) -> StageResult:
+    """Combine the VMs' halves of the inner run (rc-TAG, pytest-TAG.txt, junit-TAG.xml in each /outputs)."""
+    rcs: list[int | None] = []
+    texts: list[str] = []
+    tests = 0
+    failed: list[str] = []
+    crashes: list[str] = []
+    for tag, outputs in results.items():
+        rc_file = outputs / f"rc-{tag}"
+        out = outputs / f"pytest-{tag}.txt"
+        text = rc_file.read_text().strip() if rc_file.exists() else ""
+        body = out.read_text(errors="replace") if out.exists() else ""
+        early = outputs / "rc"
+        if not text and early.exists():  # dom0init stopped before the suite (its codes are 90 and up)
+            text = early.read_text().strip()
+            timeline = outputs / "timeline.txt"
+            body = "dom0init stopped early:\n" + (timeline.read_text() if timeline.exists() else "")
+        rcs.append(int(text) if text.lstrip("-").isdigit() else None)
+        texts.append(f"----- {tag} ({BACKENDS[tag]}) -----\n{body or '(no output)'}")
+        dmesg = outputs / "logs" / "dom0-dmesg.txt"
+        if dmesg.exists():
+            crashes += [f"{tag}: {ln}" for ln in dmesg.read_text(errors="replace").splitlines() if "segfault" in ln]
+        n, bad = junit_summary(outputs / f"junit-{tag}.xml")
+        tests += n
+        failed += bad if n else [f"{tag}: no tests ran"]
+    known = [r for r in rcs if r is not None]
+    rc = next((r for r in known if r != 0), 0) if rcs and len(known) == len(rcs) else None
+    return StageResult(
+        rc=rc,
+        output="\n".join(texts),
+        tests=tests,
+        failed=failed,
+        qemu_timed_out=bool(killed),
+        outputs=WORK,
+        serial_logs=[WORK / tag / "serial.log" for tag in results],
+        timings=timings,
+        crashes=crashes,
+    )
+
+
+def main() -> int:
+    """`python tests/xen/lab.py`: one stage run from the command line, for working on the lab itself."""
+    result = run_stage()
+    print(result.output)
+    print(f"xenlab: rc={result.rc} tests={result.tests} failed={result.failed} timings={result.timings}")
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
