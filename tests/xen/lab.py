@@ -315,9 +315,7 @@ def run_stage(log: Log = print, timeout: float = BOOT_TIMEOUT) -> StageResult:
             (vm / "serial.log").unlink(missing_ok=True)
             commands[tag] = qemu_command(vm / "rootfs.img", xen, kv, vm / "serial.log", tag)
         t2 = time.monotonic()
-        log(
-            f"xenlab: booting {len(commands)} Xen 4.17 VMs under QEMU (hard timeout {timeout:g} s); {WORK}/*/serial.log"
-        )
+        log(f"xenlab: booting {len(commands)} Xen 4.17 VMs under QEMU (hard timeout {timeout:g} s), logs in {WORK}")
         killed, boot_s = boot_all(commands, WORK, timeout)
         results = {tag: read_outputs(WORK / tag / "rootfs.img", WORK / tag / "results") for tag in BACKENDS}
     return _result(results, killed, {"root": t1 - t0, "image": t2 - t1, "boot": boot_s})

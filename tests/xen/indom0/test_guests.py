@@ -77,7 +77,8 @@ def test_list_long_json_shows_disk_nic_and_boot_of_a_pvh_guest(uri: str, pvh_gue
 
 
 def test_top_batch_json_shows_the_guests_vbd_and_nic(uri: str, pv_guest: LabGuest) -> None:
-    out = dom0(uri, "top", "--batch", "-n", "2", "-d", "1", "--json").stdout
+    # 3 s between samples: the guest writes once per 1 s sleep plus the write's own time, so a 1 s window can miss it
+    out = dom0(uri, "top", "--batch", "-n", "2", "-d", "3", "--json").stdout
     samples = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(samples) == 2, out
     mine = [r for r in samples[-1]["guests"] if r["name"] == pv_guest.name]
