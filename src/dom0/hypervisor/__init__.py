@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from dom0.model import Guest, GuestCounters, GuestDetails, HostInfo
@@ -16,6 +17,17 @@ class LogText:
 
     source: str
     text: str
+
+
+def read_log_tail(path: Path, limit: int = 1 << 20) -> str | None:
+    """The last `limit` bytes of a log file as text, or None when it cannot be read."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - limit))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return None
 
 
 class Console(Protocol):

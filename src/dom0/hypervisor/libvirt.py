@@ -25,7 +25,7 @@ from dom0.errors import (
     GuestStateError,
     HypervisorUnavailable,
 )
-from dom0.hypervisor import Console, LogText, UriChoice, domxml
+from dom0.hypervisor import Console, LogText, UriChoice, domxml, read_log_tail
 from dom0.model import (
     DiskCounters,
     Guest,
@@ -393,22 +393,10 @@ class LibvirtHypervisor:
             candidates.insert(0, (xen_log, f"console log of {details.guest.name} ({xen_log})"))
         logs = []
         for path, source in candidates:
-            text = _tail(Path(path)) if path else None
+            text = read_log_tail(Path(path)) if path else None
             if text is not None:
                 logs.append(LogText(source, text))
         return logs
-
-
-def _tail(path: Path, limit: int = 1 << 20) -> str | None:
-    """The last `limit` bytes of a file as text, or None when it cannot be read."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return None
 
 
 def _fields(g: Guest) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error, GuestNotFound, GuestStateError, HypervisorUnavailable
-from dom0.hypervisor import LogText, UriChoice, xlparse
+from dom0.hypervisor import LogText, UriChoice, read_log_tail, xlparse
 from dom0.hypervisor.xlparse import DomainConfig, ListRow, TopDomain
 from dom0.model import (
     DiskCounters,
@@ -379,7 +379,7 @@ class XlHypervisor:
                 raise
         logs = []
         for path, what in _log_paths(name):
-            text = _tail(path)
+            text = read_log_tail(path)
             if text is not None:
                 logs.append(LogText(f"{what} of {name} ({path})", text))
         return logs
@@ -402,17 +402,6 @@ def _log_paths(name: str) -> list[tuple[Path, str]]:
         (XEN_LOG_DIR / f"qemu-dm-{name}.log", "the device model's log"),
     ]
     return [(p, w) for p, w in candidates if p.is_file()]
-
-
-def _tail(path: Path, limit: int = 1 << 20) -> str | None:
-    """The last `limit` bytes of a file as text, or None when it cannot be read."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - limit))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return None
 
 
 def _int(value: str | None) -> int:
