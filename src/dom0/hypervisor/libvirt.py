@@ -11,6 +11,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -192,14 +193,14 @@ class LibvirtHypervisor:
         with _translated(f"cannot read guest {ref!r}"):
             g = _guest_from_domain(dom, dom.info())
             persistent = bool(dom.isPersistent())
-        return Guest(**{**_fields(g), "persistent": persistent})
+        return replace(g, persistent=persistent)
 
     def details(self, ref: str) -> GuestDetails:
         """What `list --long` shows for one guest."""
         dom = self._domain(ref)
         with _translated(f"cannot read guest {ref!r}"):
             g = _guest_from_domain(dom, dom.info())
-            g = Guest(**{**_fields(g), "persistent": bool(dom.isPersistent())})
+            g = replace(g, persistent=bool(dom.isPersistent()))
             parsed = domxml.parse(dom.XMLDesc(0))
             autostart = bool(dom.autostart()) if g.persistent else False
         return GuestDetails(
@@ -397,10 +398,6 @@ class LibvirtHypervisor:
             if text is not None:
                 logs.append(LogText(source, text))
         return logs
-
-
-def _fields(g: Guest) -> dict[str, Any]:
-    return {name: getattr(g, name) for name in Guest.__slots__}
 
 
 def _connect_hint(uri: str, message: str) -> str:
