@@ -224,3 +224,23 @@ class GuestConfig:
     on_poweroff: str = "destroy"
     on_reboot: str = "restart"
     on_crash: str = "destroy"
+
+
+class SaveFormat(StrEnum):
+    """Whose save image a file holds: each hypervisor driver writes its own header before the memory stream."""
+
+    QEMU = "qemu"  # libvirt's QEMU/KVM driver
+    LIBXL = "libxl"  # libvirt's Xen (libxl) driver
+    XL = "xl"  # Xen's own `xl save`
+
+    @property
+    def description(self) -> str:
+        """Who writes this format, in words."""
+        return _SAVE_FORMAT_WORDS[self]
+
+
+_SAVE_FORMAT_WORDS = {
+    SaveFormat.QEMU: "libvirt's QEMU/KVM driver",
+    SaveFormat.LIBXL: "libvirt's Xen (libxl) driver",
+    SaveFormat.XL: "Xen's xl toolstack",
+}

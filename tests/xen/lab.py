@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -321,6 +322,9 @@ def run_stage(log: Log = print, timeout: float = BOOT_TIMEOUT) -> StageResult:
     return _result(results, killed, {"root": t1 - t0, "image": t2 - t1, "boot": boot_s})
 
 
+_SIGNAL_EXIT = re.compile(r"failed: exit code -(4|7|11)\b")
+
+
 def _result(results: dict[str, Path], killed: list[str], timings: dict[str, float]) -> StageResult:
     """Combine the VMs' halves of the inner run (rc-TAG, pytest-TAG.txt, junit-TAG.xml in each /outputs)."""
     rcs: list[int | None] = []
@@ -343,6 +347,9 @@ def _result(results: dict[str, Path], killed: list[str], timings: dict[str, floa
         dmesg = outputs / "logs" / "dom0-dmesg.txt"
         if dmesg.exists():
             crashes += [f"{tag}: {ln}" for ln in dmesg.read_text(errors="replace").splitlines() if "segfault" in ln]
+        # A Xen tool killed by SIGSEGV/SIGBUS/SIGILL is not always in dom0's kernel log (rate limits), but the
+        # inner run reports it as the tool's exit code: the same emulation trouble.
+        crashes += [f"{tag}: {ln.strip()}" for ln in body.splitlines() if _SIGNAL_EXIT.search(ln)]
         n, bad = junit_summary(outputs / f"junit-{tag}.xml")
         tests += n
         failed += bad if n else [f"{tag}: no tests ran"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from dom0.model import Guest, GuestCounters, GuestDetails, HostInfo
+from dom0.model import Guest, GuestCounters, GuestDetails, HostInfo, SaveFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,11 @@ class Hypervisor(Protocol):
     """What dom0 needs from a hypervisor; libvirt (QEMU/KVM, Xen's libxl, test://) and xl implement it."""
 
     uri: str
+
+    @property
+    def save_format(self) -> SaveFormat | None:
+        """The save image format this hypervisor writes and reads; None where saving is not supported."""
+        ...
 
     def host(self) -> HostInfo:
         """Facts about the host and the hypervisor."""

@@ -35,6 +35,7 @@ from dom0.model import (
     GuestState,
     HostInfo,
     NicCounters,
+    SaveFormat,
 )
 
 T = TypeVar("T")
@@ -127,6 +128,12 @@ class LibvirtHypervisor:
     def is_xen(self) -> bool:
         """Whether this connection drives Xen (through libvirt's libxl driver)."""
         return str(self._conn.getType()).lower() == "xen"
+
+    @property
+    def save_format(self) -> SaveFormat | None:
+        """QEMU's or libxl's save image format; None for drivers dom0 does not save through (test://)."""
+        kind = str(self._conn.getType()).lower()
+        return {"qemu": SaveFormat.QEMU, "xen": SaveFormat.LIBXL}.get(kind)
 
     @property
     def is_local(self) -> bool:

@@ -32,6 +32,7 @@ from dom0.model import (
     GuestState,
     HostInfo,
     NicCounters,
+    SaveFormat,
 )
 
 XL = "xl"
@@ -92,6 +93,11 @@ class XlHypervisor:
                 "install Xen's tools (Debian: xen-utils), or pick libvirt with -c URI",
             )
         return cls(choice.uri, choice.reason)
+
+    @property
+    def save_format(self) -> SaveFormat:
+        """`xl save` files."""
+        return SaveFormat.XL
 
     def close(self) -> None:
         """Nothing to release: every call is a separate xl run."""
