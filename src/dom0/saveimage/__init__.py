@@ -57,11 +57,16 @@ class PassThrough:
 
 def sniff(head: bytes) -> ImageHeader:
     """Read the header at the start of a save stream; Dom0Error when no known driver wrote it."""
-    from dom0.saveimage import libxl, qemu, xl
+    from dom0.saveimage.libxl import matches as is_libxl
+    from dom0.saveimage.libxl import parse as parse_libxl
+    from dom0.saveimage.qemu import matches as is_qemu
+    from dom0.saveimage.qemu import parse as parse_qemu
+    from dom0.saveimage.xl import matches as is_xl
+    from dom0.saveimage.xl import parse as parse_xl
 
-    for module in (qemu, libxl, xl):
-        if module.matches(head):
-            return module.parse(head)
+    for matches, parse in ((is_qemu, parse_qemu), (is_libxl, parse_libxl), (is_xl, parse_xl)):
+        if matches(head):
+            return parse(head)
     raise Dom0Error(
         "not a save image dom0 knows: it does not start with a libvirt QEMU, libvirt Xen or xl save header",
         "give an image written by `dom0 save`, `virsh save` or `xl save`",
