@@ -6,6 +6,8 @@ The guest's /init reads `dom0test.mode=MODE` from the kernel command line (a com
   diskio  like idle, plus a loop that keeps reading and writing vda
   diskping  like idle, plus one 4 KiB synced write to the data disk each second (cheap under emulation)
   noacpi  ignore the ACPI power button (so an orderly shutdown never completes)
+  memfill  before `ready`: copy the whole data disk into a tmpfs and drop the caches, so the guest's RAM holds
+          real non-zero data (use with build_data_disk()); prints `dom0test memfill done BYTES`, then like idle
 Without `noacpi`, a power-button press powers the guest off cleanly.
 
 This module imports only the standard library and dom0.run, so scripts/demo.py can use it too.
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import re
 import shutil
+import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -84,6 +88,17 @@ if has diskio && [ -b "/dev/$datadev" ]; then
 fi
 if has diskping && [ -b "/dev/$datadev" ]; then
   ( while :; do dd if=/dev/zero of="/dev/$datadev" bs=4096 count=1 conv=fsync 2>/dev/null; sleep 1; done ) &
+fi
+if has memfill; then
+  # the tmpfs copy stays in RAM; dropping the caches frees the block device's page cache so the copy is what's left
+  if [ -b "/dev/$datadev" ] && mkdir -p /run/fill && mount -t tmpfs -o size=90% fill /run/fill \
+      && cat "/dev/$datadev" > /run/fill/data; then
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    echo "dom0test memfill done $(stat -c %s /run/fill/data)"
+  else
+    echo "dom0test memfill FAILED on /dev/$datadev"
+  fi
 fi
 ( while :; do setsid cttyhack sh -l; sleep 1; done ) &
 echo "dom0test ready mode=$mode"
@@ -220,6 +235,75 @@ def make_disk(path: Path, size_mib: int, *, swap: bool = False) -> Path:
     return path
 
 
+# What build_data_disk() packs, in MiB per source: the host's own files, so the bytes are as compressible as a
+# real guest's memory (gzip -3 takes this mix to about a third; doc text alone goes to a fifth, binaries to a half).
+DATA_SOURCES: tuple[tuple[str, int], ...] = (
+    ("/usr/lib/x86_64-linux-gnu", 60),
+    (str(Path(os.__file__).parent), 25),
+    ("/usr/share/locale", 30),
+    ("/usr/share/doc", 15),
+    ("/usr/bin", 10),
+)
+# Already compressed: they would make the data look less compressible than memory is.
+_PACKED = frozenset({".gz", ".xz", ".bz2", ".zst", ".lz4", ".zip", ".whl", ".png", ".jpg", ".jpeg", ".gif", ".svgz"})
+
+
+def _data_files(sources: Sequence[tuple[str, int]]) -> list[Path]:
+    """Regular files (no symlinks, no compressed ones) from each source, in sorted order, up to its budget."""
+    chosen: list[Path] = []
+    for root, budget_mib in sources:
+        left = budget_mib * 1024 * 1024
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if path.suffix in _PACKED or path.is_symlink() or not path.is_file():
+                    continue
+                size = path.stat().st_size
+                if 0 < size <= left and os.access(path, os.R_OK):
+                    chosen.append(path)
+                    left -= size
+            if left < 64 * 1024:
+                break
+    return chosen
+
+
+def build_data_disk(work_dir: Path = WORK_DIR, sources: Sequence[tuple[str, int]] = DATA_SOURCES) -> Path:
+    """A raw disk holding an uncompressed tar of real host files (~140 MiB by default), for the `memfill` mode.
+
+    Built once and reused while the files are the same (named by the hash of their names and bytes). Meant to be
+    attached read-only, so several guests can share it.
+    """
+    files = _data_files(sources)
+    key = hashlib.sha256()
+    for path in files:
+        key.update(f"{path}\0".encode())
+        key.update(path.read_bytes())
+    disk = work_dir / f"memfill-{key.hexdigest()[:16]}.img"
+    if disk.exists():
+        return disk
+    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.chmod(0o755)
+    fd, tmp = tempfile.mkstemp(dir=work_dir, prefix=f".{disk.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # fixed owner, mode and time: the same files give the same bytes
+            with tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                for path in files:
+                    data = path.read_bytes()
+                    info = tarfile.TarInfo(str(path).lstrip("/"))
+                    info.size = len(data)
+                    info.mode = 0o644
+                    tar.addfile(info, io.BytesIO(data))
+            f.truncate(-(-f.tell() // (1 << 20)) << 20)  # whole MiB for the block device
+        Path(tmp).chmod(0o644)
+        os.replace(tmp, disk)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return disk
+
+
 def disk_targets(count: int, *, xen_names: bool = False) -> list[str]:
     """The libvirt target names of `count` disks: vda, vdb, ... (or xvda, xvdb, ... with Xen names)."""
     prefix = "xvd" if xen_names else "vd"
@@ -239,11 +323,13 @@ def domain_xml(
     swap: bool = False,
     nic: bool = True,
     xen_names: bool = False,
+    readonly: Collection[Path] = (),
 ) -> str:
     """libvirt XML for a direct-kernel-boot guest with a serial console logged to guest_dir/console.log.
 
     With `swap`, the last disk is the guest's swap disk. With `xen_names`, the disks' libvirt targets are xvda,
     xvdb... on a virtio-scsi bus (QEMU has no Xen bus), so Xen-style names can be tested; the guest sees sda, sdb...
+    The disks in `readonly` are attached read-only and shareable, so several guests can use the same file.
     """
     targets = disk_targets(len(disks), xen_names=xen_names)
     # What the guest kernel calls the disks: virtio-blk names them vd*, the SCSI disks behind xvd* are sd*.
@@ -256,11 +342,12 @@ def domain_xml(
     disk_xml = []
     for path, target in zip(disks, targets, strict=True):
         bus = "scsi" if xen_names else "virtio"
+        shared = "\n      <readonly/>\n      <shareable/>" if path in readonly else ""
         disk_xml.append(
             f"""    <disk type='file' device='disk'>
       <driver name='qemu' type='raw'/>
       <source file='{escape(str(path))}'/>
-      <target dev='{target}' bus='{bus}'/>
+      <target dev='{target}' bus='{bus}'/>{shared}
     </disk>"""
         )
     if xen_names:
