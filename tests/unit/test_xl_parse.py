@@ -205,19 +205,6 @@ def test_xl_info() -> None:
     assert info["xen_commandline"].startswith("console=com1")
 
 
-def test_save_file_header_names_the_guest() -> None:
-    config = xlparse.saved_config((XEN / "domu.save.head").read_bytes())
-    cfg = xlparse.domain_config({"config": config})
-    assert (cfg.name, cfg.uuid, cfg.type) == ("domu", "5777904e-85da-433c-bcaa-70f056ead55d", "pv")
-
-
-def test_not_a_save_file() -> None:
-    with pytest.raises(Dom0Error, match="xl save"):
-        xlparse.saved_config(b"<domstatus>libvirt</domstatus>")
-    with pytest.raises(Dom0Error, match="cut short"):
-        xlparse.saved_config((XEN / "domu.save.head").read_bytes()[:200])
-
-
 @pytest.mark.parametrize(
     ("text", "name"),
     [

@@ -56,6 +56,10 @@ PACKAGES = (
     "libvirt-daemon",
     "libvirt-daemon-driver-xen",
     "libvirt-clients",
+    # dom0 save/restore compress the stream (zstd by default, lz4 as the fast choice)
+    "python3-zstandard",
+    "python3-cffi-backend",  # python3-zstandard needs it through a virtual package, which debootstrap cannot resolve
+    "python3-lz4",
 )
 # Modules the test guests load: Xen's block and network frontends (Debian builds both as modules).
 GUEST_MODULES = ("xen_blkfront", "xen_netfront")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,8 @@ from dom0.model import (
     NicCounters,
     SaveFormat,
 )
+from dom0.saveimage import HEAD_BYTES
+from dom0.saveimage import xl as xlsave
 
 XL = "xl"
 XENTOP = "xentop"
@@ -344,20 +347,37 @@ class XlHypervisor:
         """Write the guest's memory and state to `path` (`xl save`); the guest stops."""
         self._control(ref, "save", lambda g: ["save", str(g.id), path])
 
-    def restore(self, path: str, *, paused: bool = False) -> Guest:
-        """Start a guest again from an `xl save` file (`xl restore [-p]`), optionally left paused."""
+    def restore(self, path: str, *, paused: bool = False, expect: str = "") -> Guest:
+        """Start a guest again from an `xl save` image (`xl restore [-p]`), optionally left paused.
+
+        A regular file's header is read first, to name the guest and refuse one that already runs. Any other path
+        (the FIFO dom0 restore streams into) is left whole for xl: its first bytes are the stream, so the caller
+        checks the header, and the guest is found afterwards as the domain that is new (named `expect`, when
+        given, to tell it from guests other restores bring up at the same time).
+        """
         try:
-            with open(path, "rb") as f:
-                head = f.read(1 << 20)
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+            head = b""
+            if regular:
+                with open(path, "rb") as f:
+                    head = f.read(HEAD_BYTES)
         except OSError as exc:
             raise Dom0Error(f"cannot read {path}: {exc.strerror}", "give the path of a file written by save") from exc
-        cfg = xlparse.domain_config({"config": xlparse.saved_config(head)})
-        if cfg.name:
-            self._refuse_existing(cfg.name, "save file, or destroy the running guest first")
-        self._xl(
-            *(["restore", "-p"] if paused else ["restore"]), path, what=f"cannot restore {path}", timeout=SLOW_TIMEOUT_S
-        )
-        return self.guest(cfg.uuid or cfg.name)
+        args = ["restore", "-p"] if paused else ["restore"]
+        if regular:
+            header = xlsave.parse(head)
+            if header.name:
+                self._refuse_existing(header.name, "save file, or destroy the running guest first")
+            self._xl(*args, path, what=f"cannot restore {path}", timeout=SLOW_TIMEOUT_S)
+            return self.guest(header.uuid or header.name)
+        before = {row.id for row in self._rows()}
+        self._xl(*args, path, what=f"cannot restore {path}", timeout=SLOW_TIMEOUT_S)
+        fresh = [row for row in self._rows() if row.id not in before]
+        if expect:
+            fresh = [row for row in fresh if row.name == expect] or fresh
+        if len(fresh) == 1:
+            return self.guest(str(fresh[0].id))
+        raise Dom0Error(f"restored {path}, but cannot tell which guest it is", "`dom0 list` shows it")
 
     def console(self, ref: str) -> XlConsole:
         """Attach to the guest's console through `xl console` on a pseudo-terminal."""

@@ -1,4 +1,6 @@
-"""Reading what Xen's `xl` toolstack prints: `xl list`, `xl list -l` JSON, `xentop -b`, `xl info`, save files.
+"""Reading what Xen's `xl` toolstack prints: `xl list`, `xl list -l` JSON, `xentop -b`, `xl info`.
+
+The header of `xl save` files is read by dom0.saveimage.xl, the one place that knows save image bytes.
 
 Pure functions, no subprocess: the xl backend (dom0.hypervisor.xl) runs the commands and maps the results.
 The formats follow real Xen 4.17 output (recorded copies are in tests/data/xen/).
@@ -8,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -430,39 +431,6 @@ def parse_info(text: str) -> dict[str, str]:
         if sep and key.strip():
             info[key.strip()] = value.strip()
     return info
-
-
-# --- xl save files ---------------------------------------------------------------------------------------------
-
-SAVE_MAGIC = b"Xen saved domain, xl format\n \0 \r"
-_JSON_CONFIG_FLAG = 1  # XL_MANDATORY_FLAG_JSON: the optional data starts with the domain config as JSON
-
-
-def saved_config(head: bytes) -> dict[str, Any]:
-    """The libxl domain config stored at the start of an `xl save` file (its first few KiB are enough).
-
-    Layout (xl_saverestore.c): 32-byte magic, then u32 byteorder, mandatory_flags, optional_flags,
-    optional_data_len, then the optional data, which begins with a u32 length and the JSON config.
-    """
-    if not head.startswith(SAVE_MAGIC):
-        raise Dom0Error("not a file written by `xl save`", "xl save files begin with 'Xen saved domain, xl format'")
-    off = len(SAVE_MAGIC)
-    order = "<" if head[off : off + 4] == b"\x04\x03\x02\x01" else ">"
-    try:
-        _bo, mandatory, _optional, _optlen, length = struct.unpack_from(order + "5I", head, off)
-    except struct.error as exc:
-        raise Dom0Error("the xl save file is cut short") from exc
-    if not mandatory & _JSON_CONFIG_FLAG:
-        raise Dom0Error("this xl save file has its config in the old SXP format", "restore it with `xl restore`")
-    start = off + 20
-    raw = head[start : start + length].rstrip(b"\0")
-    if len(raw) < length - 1:
-        raise Dom0Error("the xl save file is cut short before the end of its config")
-    try:
-        value = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Dom0Error(f"cannot read the config in the xl save file: {exc}") from exc
-    return _dict(value)
 
 
 # --- xl.cfg names --------------------------------------------------------------------------------------------

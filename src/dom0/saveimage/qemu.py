@@ -70,6 +70,11 @@ def _identity(xml: str) -> tuple[str, str]:
     return name, uuid
 
 
+def identity_from_xml(xml: str) -> tuple[str, str]:
+    """Name and canonical UUID of libvirt domain XML; libvirt's Xen driver embeds the same XML (saveimage.libxl)."""
+    return _identity(xml)
+
+
 class QemuStreamFixer:
     """Patches the partial magic at the start of a streamed save and checks libvirtd's trailing final header."""
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from .guests import (
+    BACKENDS,
     BRIDGE,
     GUEST_INITRAMFS,
     GUEST_KERNEL,
@@ -24,6 +26,7 @@ from .guests import (
     xl,
     xl_state,
 )
+from .streams import restore_through_fifo, save_through_fifo
 
 
 def _xl_id(name: str) -> int:
@@ -154,6 +157,62 @@ def test_save_and_restore_a_pv_guest_resumes_it(uri: str, pv_guest: LabGuest) ->
 
 def test_save_and_restore_a_pvh_guest_resumes_it(uri: str, pvh_guest: LabGuest) -> None:
     _save_and_restore(uri, pvh_guest)
+
+
+def _stream_save_and_restore(uri: str, g: LabGuest) -> None:
+    """Save into a FIFO and restore from one through the Hypervisor protocol, as dom0 save/restore stream."""
+    from dom0.hypervisor import UriChoice, connect
+    from dom0.model import SaveFormat
+    from dom0.saveimage import HEAD_BYTES, fixer_for, sniff
+
+    fifo = WORK / f"{g.name}.stream"
+    hv = connect(UriChoice(uri, "the Xen suite"))
+    try:
+        expected = SaveFormat.XL if uri == "xl://" else SaveFormat.LIBXL
+        assert hv.save_format is expected
+        uuid = hv.guest(g.name).uuid
+        g.wait_for_tick_after(0)
+        saved = save_through_fifo(hv, g.name, fifo)
+        at_save = g.last_tick()
+        assert not saved.errors, saved.errors
+        assert xl_state(g.name) is None, "the saved guest still runs"
+        _keep_head(uri, g, saved.data)
+        header = sniff(saved.data[:HEAD_BYTES])
+        assert (header.format, header.name, header.uuid) == (expected, g.name, uuid)
+        # libxl's own stream (its v2 header) starts right after the driver's header
+        assert saved.data[header.header_size : header.header_size + 8] == b"LibxlFmt"
+        assert len(saved.data) > 16 << 20  # most of its 128 MiB
+        # the driver opened the FIFO once and wrote the image in order: nothing to patch, no trailer
+        assert saved.hypervisor_write_opens == 1, f"the FIFO was opened for writing {saved.hypervisor_write_opens}x"
+        assert not saved.reopened, f"a second open wrote {len(saved.second_open)} bytes: {saved.second_open[:64]!r}"
+        fixer = fixer_for(expected)
+        assert not fixer.expects_trailer
+        assert fixer.feed(saved.data) == saved.data
+        restored, feed = restore_through_fifo(hv, saved.data, fifo)
+        assert not feed.errors, feed.errors
+        assert feed.written == len(saved.data)
+        assert feed.hypervisor_read_opens == 1, f"the FIFO was opened for reading {feed.hypervisor_read_opens}x"
+        assert (restored.name, restored.uuid, restored.state.is_active) == (g.name, uuid, True)
+        print(f"{g.name}: {len(saved.data)} bytes saved in {saved.seconds:.1f} s, restored in {feed.seconds:.1f} s")
+    finally:
+        hv.close()
+    assert g.wait_for_tick_after(at_save) > at_save
+    assert g.console_text().count(READY) == 1
+
+
+def _keep_head(uri: str, g: LabGuest, data: bytes) -> None:
+    """The image's first 16 KiB in the lab's /outputs: real headers for the unit tests' fixtures."""
+    outputs = Path("/outputs")
+    if outputs.is_dir():
+        (outputs / f"save-head-{BACKENDS[uri]}-{g.kind}.bin").write_bytes(data[: 16 << 10])
+
+
+def test_save_streams_into_a_fifo_and_restore_streams_out_of_one_pv(uri: str, pv_guest: LabGuest) -> None:
+    _stream_save_and_restore(uri, pv_guest)
+
+
+def test_save_streams_into_a_fifo_and_restore_streams_out_of_one_pvh(uri: str, pvh_guest: LabGuest) -> None:
+    _stream_save_and_restore(uri, pvh_guest)
 
 
 def test_shutdown_wait_powers_the_pv_guest_off(uri: str, pv_guest: LabGuest) -> None:

@@ -1,0 +1,94 @@
+"""libvirt Xen (libxl) driver save headers: headers built to libvirt's layout, and the one the lab recorded."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dom0.errors import Dom0Error
+from dom0.model import SaveFormat
+from dom0.saveimage import libxl as libxlsave
+from dom0.saveimage import sniff
+
+XEN = Path(__file__).resolve().parents[2] / "data" / "xen"
+UUID = "0f4e8f3c-3a1e-4b4c-9d39-2b1a7c6e5d40"
+XML = f"""<domain type='xen'>
+  <name>web1</name>
+  <uuid>{UUID.upper()}</uuid>
+  <memory unit='KiB'>131072</memory>
+  <os><type arch='x86_64' machine='xenpv'>linux</type></os>
+</domain>
+"""
+
+
+def build(xml: str = XML, *, version: int = 2, xml_len: int | None = None) -> bytes:
+    """A header as libvirt's libxl driver writes it: 64 bytes, the XML with its NUL, then libxl's stream."""
+    raw = xml.encode() + b"\0"
+    length = len(raw) if xml_len is None else xml_len
+    return struct.pack("<16s2I10I", libxlsave.MAGIC, version, length, *[0] * 10) + raw + b"LibxlFmt"
+
+
+def test_header_names_the_guest_and_ends_where_libxls_stream_begins() -> None:
+    head = build()
+    h = sniff(head)
+    assert (h.format, h.name, h.uuid, h.was_running) == (SaveFormat.LIBXL, "web1", UUID, None)
+    assert head[h.header_size :] == b"LibxlFmt"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_both_header_versions_are_read(version: int) -> None:
+    assert libxlsave.parse(build(version=version)).name == "web1"
+
+
+def test_unknown_version_is_refused() -> None:
+    with pytest.raises(Dom0Error, match="header version 3"):
+        libxlsave.parse(build(version=3))
+
+
+@pytest.mark.parametrize("cut", [16, 20, 63, 64, 100])
+def test_truncated_header_is_refused_as_cut_short(cut: int) -> None:
+    with pytest.raises(Dom0Error, match="cut short"):
+        sniff(build()[:cut])
+
+
+@pytest.mark.parametrize("xml_len", [0, 0xFFFFFFFF])
+def test_impossible_xml_length_is_garbled(xml_len: int) -> None:
+    with pytest.raises(Dom0Error, match="garbled header"):
+        libxlsave.parse(build(xml_len=xml_len))
+
+
+def test_damaged_xml_is_refused() -> None:
+    with pytest.raises(Dom0Error, match="not valid XML"):
+        libxlsave.parse(build("<domain><name>web1</nam"))
+
+
+def test_not_confused_with_the_qemu_drivers_header() -> None:
+    assert not libxlsave.matches(b"LibvirtQemudSave" + bytes(76))
+    with pytest.raises(Dom0Error, match="not a save image of libvirt's Xen driver"):
+        libxlsave.parse(b"LibvirtQemudSave" + bytes(76))
+
+
+@pytest.mark.skipif(not (XEN / "libxl-pv.save.head").exists(), reason="no recorded libvirt Xen save header")
+def test_real_header_from_the_lab() -> None:
+    head = (XEN / "libxl-pv.save.head").read_bytes()
+    h = sniff(head)
+    assert h.format is SaveFormat.LIBXL
+    assert h.name == "dom0test-lv-pv"
+    assert len(h.uuid) == 36
+    # libxl's own stream follows the XML: libxl's "LibxlFmt" v2 header
+    assert head[h.header_size : h.header_size + 8] == b"LibxlFmt"
+
+
+@given(st.binary(max_size=100), st.integers(min_value=16, max_value=300))
+def test_any_damage_gives_dom0error_never_a_crash(noise: bytes, at: int) -> None:
+    head = bytearray(build())
+    head[at : at + len(noise)] = noise
+    try:
+        h = libxlsave.parse(bytes(head))
+    except Dom0Error:
+        return
+    assert h.format is SaveFormat.LIBXL
