@@ -112,8 +112,12 @@ class Hypervisor(Protocol):
         """Write the running guest's memory and state to `path` (a file on the host); the guest stops."""
         ...
 
-    def restore(self, path: str, *, paused: bool = False) -> Guest:
-        """Start the guest saved in `path` again where it left off; with `paused`, leave it paused."""
+    def restore(self, path: str, *, paused: bool = False, expect: str = "") -> Guest:
+        """Start the guest saved in `path` again where it left off; with `paused`, leave it paused.
+
+        `expect` names the guest (UUID or name) when the caller already read the image's header: a FIFO cannot be
+        read twice, and parallel restores make "the guest that is new" ambiguous.
+        """
         ...
 
     def console(self, ref: str) -> Console:

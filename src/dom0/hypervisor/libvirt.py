@@ -340,17 +340,22 @@ class LibvirtHypervisor:
         """Write the guest's memory and state to `path` (virsh save); the guest stops."""
         self._control(ref, "save", lambda d: d.save(path), active=True)
 
-    def restore(self, path: str, *, paused: bool = False) -> Guest:
+    def restore(self, path: str, *, paused: bool = False, expect: str = "") -> Guest:
         """Start a guest again from a file written by save (virsh restore), optionally left paused."""
         with _translated(f"cannot restore {path}", "give the path of a file written by save, readable by libvirtd"):
-            try:
-                xml = self._conn.saveImageGetXMLDesc(path, 0)
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
-                    raise
-                xml = ""  # libvirt's Xen (libxl) driver cannot read a save file's XML: find the guest by what is new
+            if expect or not Path(path).is_file():
+                xml = ""  # a FIFO: reading its header here would eat the stream
+            else:
+                try:
+                    xml = self._conn.saveImageGetXMLDesc(path, 0)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                        raise
+                    xml = ""  # libvirt's Xen (libxl) driver cannot read a save file's XML: find what is new
             before = {d.UUIDString() for d in self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
             self._conn.restoreFlags(path, None, libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else 0)
+            if expect:
+                return self.guest(expect)
             if not xml:
                 after = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
                 fresh = [d.UUIDString() for d in after if d.UUIDString() not in before]

@@ -1,0 +1,206 @@
+"""Streaming compression of save images: zstd (multi-threaded, the default), lz4, gzip, or none."""
+
+from __future__ import annotations
+
+import zlib
+from enum import StrEnum
+from typing import Protocol
+
+import lz4.frame
+import zstandard
+
+from dom0.errors import Dom0Error, UsageError
+
+
+class Compression(StrEnum):
+    """How a save image is compressed on disk."""
+
+    ZSTD = "zstd"
+    LZ4 = "lz4"
+    GZIP = "gzip"
+    NONE = "none"
+
+    @property
+    def suffix(self) -> str:
+        """The file name suffix of images compressed this way ('' for none)."""
+        return _SUFFIX[self]
+
+    @property
+    def default_level(self) -> int:
+        """The level used when none is given (zstd's chosen by bench/save_bench.py; gzip -3 as in the seed)."""
+        return _LEVELS[self][0]
+
+    def check_level(self, level: int) -> int:
+        """`level` when this compressor has it; UsageError naming the range otherwise."""
+        _, low, high = _LEVELS[self]
+        if not low <= level <= high:
+            raise UsageError(f"{self} has no level {level}", f"give a level from {low} to {high}")
+        return level
+
+
+_SUFFIX = {Compression.ZSTD: ".zst", Compression.LZ4: ".lz4", Compression.GZIP: ".gz", Compression.NONE: ""}
+_LEVELS = {  # default, lowest, highest
+    Compression.ZSTD: (3, 1, 19),
+    Compression.LZ4: (0, 0, 16),
+    Compression.GZIP: (3, 1, 9),
+    Compression.NONE: (0, 0, 0),
+}
+_MAGIC = {
+    Compression.ZSTD: b"\x28\xb5\x2f\xfd",
+    Compression.LZ4: b"\x04\x22\x4d\x18",
+    Compression.GZIP: b"\x1f\x8b",
+}
+
+
+def detect(head: bytes) -> Compression:
+    """The compression a stored image starts with (NONE when it starts with no compressor's magic)."""
+    for kind, magic in _MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return Compression.NONE
+
+
+class Compressor(Protocol):
+    """A streaming compressor: feed chunks, then flush once at the end."""
+
+    def compress(self, data: bytes) -> bytes:
+        """Compressed bytes ready so far (may be empty)."""
+        ...
+
+    def flush(self) -> bytes:
+        """The rest, ending the stream."""
+        ...
+
+
+class Decompressor(Protocol):
+    """A streaming decompressor; `finished` tells whether the compressed stream ended properly."""
+
+    def decompress(self, data: bytes) -> bytes:
+        """Decompressed bytes of `data`."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """Whether the end of the compressed stream has been seen (False means the image was cut short)."""
+        ...
+
+
+class _Identity:
+    finished = True
+
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def decompress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Zstd:
+    def __init__(self, level: int, threads: int) -> None:
+        # the frame checksum lets a damaged image fail on the way back even without dom0's manifest
+        params = zstandard.ZstdCompressionParameters.from_level(level, threads=threads, write_checksum=True)
+        self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
+
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data)
+
+    def flush(self) -> bytes:
+        return self._obj.flush()
+
+
+class _ZstdReader:
+    def __init__(self) -> None:
+        self._obj = zstandard.ZstdDecompressor().decompressobj()
+
+    def decompress(self, data: bytes) -> bytes:
+        return self._obj.decompress(data)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._obj.eof)
+
+
+class _Lz4:
+    def __init__(self, level: int) -> None:
+        self._obj = lz4.frame.LZ4FrameCompressor(compression_level=level, content_checksum=True)
+        self._started = False
+
+    def compress(self, data: bytes) -> bytes:
+        head = b""
+        if not self._started:
+            head, self._started = self._obj.begin(), True
+        return head + bytes(self._obj.compress(data))
+
+    def flush(self) -> bytes:
+        head = b"" if self._started else self._obj.begin()
+        return head + bytes(self._obj.flush())
+
+
+class _Lz4Reader:
+    def __init__(self) -> None:
+        self._obj = lz4.frame.LZ4FrameDecompressor()
+
+    def decompress(self, data: bytes) -> bytes:
+        return bytes(self._obj.decompress(data))
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._obj.eof)
+
+
+class _Gzip:
+    def __init__(self, level: int) -> None:
+        self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data)
+
+    def flush(self) -> bytes:
+        return self._obj.flush()
+
+
+class _GzipReader:
+    def __init__(self) -> None:
+        self._obj = zlib.decompressobj(31)
+
+    def decompress(self, data: bytes) -> bytes:
+        return self._obj.decompress(data)
+
+    @property
+    def finished(self) -> bool:
+        return self._obj.eof
+
+
+def compressor(kind: Compression, level: int, threads: int = 1) -> Compressor:
+    """A streaming compressor; `threads` applies to zstd (its workers run beside the caller)."""
+    kind.check_level(level)
+    if kind is Compression.ZSTD:
+        return _Zstd(level, threads)
+    if kind is Compression.LZ4:
+        return _Lz4(level)
+    if kind is Compression.GZIP:
+        return _Gzip(level)
+    return _Identity()
+
+
+def decompressor(kind: Compression) -> Decompressor:
+    """A streaming decompressor for images compressed with `kind`."""
+    if kind is Compression.ZSTD:
+        return _ZstdReader()
+    if kind is Compression.LZ4:
+        return _Lz4Reader()
+    if kind is Compression.GZIP:
+        return _GzipReader()
+    return _Identity()
+
+
+def decompress_error(kind: Compression, exc: Exception) -> Dom0Error:
+    """The error for a compressed stream that does not decode: the image is damaged."""
+    return Dom0Error(f"the image does not decompress as {kind}: {exc}", "the image is damaged; it cannot be restored")
+
+
+# What each library raises for bad input, so callers can turn it into decompress_error.
+DECODE_ERRORS: tuple[type[Exception], ...] = (zstandard.ZstdError, RuntimeError, zlib.error, ValueError)

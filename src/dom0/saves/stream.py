@@ -1,0 +1,375 @@
+"""One guest saved through a FIFO into a compressed image, and one image restored the same way.
+
+Save: hypervisor -> FIFO -> the driver's stream fixer -> compressor -> sha256 -> a partial file in a private work
+directory; complete, it is fsynced, described by its manifest and renamed into place. The guest stops only once
+its image is on disk: libvirt's QEMU driver waits for its second open of the FIFO (see saveimage/qemu.py), which
+dom0 grants after the fsync; if anything fails before, dom0 closes the FIFO, the hypervisor's save fails, and the
+guest keeps running. Restore checks size, checksum and header before the hypervisor sees a byte.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dom0.errors import Dom0Error, GuestNotFound, GuestStateError
+from dom0.hypervisor import Hypervisor
+from dom0.model import Guest, GuestState, SaveFormat
+from dom0.saveimage import HEAD_BYTES, ImageHeader, StreamFixer, fixer_for, sniff
+from dom0.saves import codec, manifest
+from dom0.saves.codec import Compression
+from dom0.saves.fifo import Background, WorkDir, fsync_dir, open_reader, open_writer, read_all, write_all
+from dom0.saves.manifest import Manifest
+
+Progress = Callable[[int], None]
+CHUNK = 1 << 20
+# After dom0 closes its end mid-stream, the hypervisor notices at its next write; it then resumes the guest.
+ABORT_WAIT_S = 120.0
+
+
+def _quiet(_: int) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveOptions:
+    """How images are written: where, with which compressor, how many compressor threads per guest."""
+
+    directory: Path
+    compression: Compression = Compression.ZSTD
+    level: int = 3
+    threads: int = 1
+    replace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SavePlan:
+    """What saving one guest will write."""
+
+    guest: Guest
+    image: Path
+    manifest: Path
+    replaces: bool  # an older image of this guest is replaced once the new one is complete
+
+
+def plan_save(hv: Hypervisor, guest: Guest, options: SaveOptions) -> SavePlan:
+    """Check one guest can be saved into `options.directory`; the plan, or Dom0Error saying why not."""
+    if hv.save_format is None:
+        raise Dom0Error(f"{hv.uri} cannot save guests", "dom0 saves through libvirt's QEMU or Xen driver, or xl")
+    if not guest.state.is_active:
+        raise GuestStateError(f"{guest.name} is {guest.state.words.split(':')[0]}: only a running guest can be saved")
+    image = manifest.image_path(options.directory, guest.name, options.compression)
+    meta = manifest.manifest_path(options.directory, guest.name)
+    existing = [p for p in (meta, *_images(options.directory, guest.name)) if p.exists()]
+    if existing and not options.replace:
+        raise Dom0Error(
+            f"{existing[0]} already exists: {guest.name} has an image that was never restored",
+            f"`dom0 restore {meta}` first, or save with --replace to replace it once the new image is complete",
+        )
+    return SavePlan(guest, image, meta, bool(existing))
+
+
+def _images(directory: Path, name: str) -> list[Path]:
+    return [manifest.image_path(directory, name, c) for c in Compression]
+
+
+class _Sink:
+    """The partial image file: counts and hashes what is stored."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.hash.update(data)
+            write_all(self.fd, data)
+            self.size += len(data)
+
+    def finish(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: Progress = _quiet) -> Manifest:
+    """Save one running guest into its compressed image; the guest keeps running if this fails."""
+    fmt = hv.save_format
+    assert fmt is not None  # plan_save checked
+    guest = plan.guest
+    fixer = fixer_for(fmt)
+    started = time.monotonic()
+    with WorkDir(options.directory, "save", guest.name) as work:
+        partial = work.path / (plan.image.name + ".partial")
+        partial_meta = work.path / (plan.manifest.name + ".partial")
+        sink = _Sink(partial)
+        job = Background(lambda: hv.save(guest.uuid, str(work.fifo)), f"save {guest.name}")
+        try:
+            raw = _pump(work, job, fixer, sink, options=options, progress=progress)
+        except BaseException as exc:
+            sink.close()
+            raise _save_failed(hv, guest, options.directory, job, exc) from exc
+        sink.close()
+        state = "paused" if guest.state is GuestState.PAUSED else "running"
+        record = Manifest(
+            name=guest.name,
+            uuid=guest.uuid,
+            uri=hv.uri,
+            save_format=fmt,
+            compression=options.compression,
+            level=options.level,
+            raw_bytes=raw,
+            stored_bytes=sink.size,
+            sha256=sink.hash.hexdigest(),
+            saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            state=state,
+            image=plan.image.name,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        manifest.write(partial_meta, record)
+        try:
+            if fixer.expects_trailer:
+                # The image is durable now; this second open lets the hypervisor finish and stop the guest.
+                fd = open_reader(work.fifo, job.alive)
+                if fd is not None:
+                    try:
+                        fixer.trailer(read_all(fd))
+                    finally:
+                        os.close(fd)
+            job.result()
+        except BaseException as exc:
+            raise _save_failed(hv, guest, options.directory, job, exc) from exc
+        for old in _images(options.directory, guest.name):
+            if old != plan.image:
+                old.unlink(missing_ok=True)  # --replace with another compressor: the older image is stale
+        os.rename(partial, plan.image)
+        os.rename(partial_meta, plan.manifest)
+        fsync_dir(options.directory)
+    return record
+
+
+def _pump(
+    work: WorkDir, job: Background[None], fixer: StreamFixer, sink: _Sink, *, options: SaveOptions, progress: Progress
+) -> int:
+    """Carry the hypervisor's stream from the FIFO into the compressed partial file; the raw bytes carried."""
+    fd = open_reader(work.fifo, job.alive)
+    if fd is None:
+        job.result()
+        raise Dom0Error("the hypervisor ended the save without writing anything")
+    raw = 0
+    try:
+        comp = codec.compressor(options.compression, options.level, options.threads)
+        while chunk := os.read(fd, CHUNK):
+            piece = fixer.feed(chunk)
+            raw += len(piece)
+            sink.write(comp.compress(piece))
+            progress(raw)
+        sink.write(comp.flush())
+        sink.finish()
+    finally:
+        os.close(fd)  # mid-stream, this is what makes the hypervisor's save fail and the guest carry on
+    return raw
+
+
+def _save_failed(hv: Hypervisor, guest: Guest, directory: Path, job: Background[None], exc: BaseException) -> Dom0Error:
+    """The error for a save that did not complete, saying what became of the guest."""
+    job.wait(ABORT_WAIT_S)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        reason = f"{directory} is full"
+        hint = "free some space, or save to another directory with -d"
+    elif isinstance(exc, KeyboardInterrupt):
+        reason, hint = "interrupted", ""
+    elif isinstance(exc, Dom0Error):
+        reason, hint = exc.message, exc.hint
+    elif isinstance(exc, OSError):
+        reason, hint = f"{exc.strerror or exc}", ""
+    else:
+        reason, hint = str(exc) or type(exc).__name__, ""
+    try:
+        now = hv.guest(guest.uuid).state
+        fate = f"{guest.name} keeps running" if now.is_active else f"{guest.name} is now {now}"
+    except Dom0Error:
+        fate = f"{guest.name} is no longer known to the hypervisor"
+    return Dom0Error(f"cannot save {guest.name}: {reason}; {fate}, no image was kept", hint)
+
+
+# -- restore --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePlan:
+    """One image checked and ready to restore."""
+
+    image: Path
+    manifest_path: Path | None  # None for a bare hypervisor image (virsh save, xl save) restored as it is
+    record: Manifest | None
+    header: ImageHeader
+    paused: bool
+
+    @property
+    def name(self) -> str:
+        """The guest's name as the image records it."""
+        return self.record.name if self.record else self.header.name
+
+
+def plan_restore(hv: Hypervisor, path: Path, *, paused: bool = False) -> RestorePlan:
+    """Check an image (its manifest, or a bare hypervisor image) before the hypervisor sees it."""
+    if path.name.endswith(manifest.SUFFIX):
+        meta: Path | None = path
+    else:
+        beside = manifest.manifest_path(path.parent, _guest_name_of(path))
+        meta = beside if beside.exists() else None
+    if meta is None:
+        return _plan_bare(hv, path, paused)
+    record = manifest.read(meta)
+    image = meta.parent / record.image
+    _check_format(hv, record.save_format, f"{record.name}'s image", record.uri)
+    try:
+        size = image.stat().st_size
+    except FileNotFoundError as exc:
+        raise Dom0Error(f"{image} is missing; its manifest {meta.name} is all that is left") from exc
+    if size != record.stored_bytes:
+        raise Dom0Error(
+            f"{image} is damaged: {size} bytes, its manifest says {record.stored_bytes}",
+            "the save was cut short or the file was changed; it cannot be restored safely",
+        )
+    digest = _sha256(image)
+    if digest != record.sha256:
+        raise Dom0Error(
+            f"{image} is damaged: its checksum does not match the manifest's",
+            "the file changed after it was saved; it cannot be restored safely",
+        )
+    header = sniff(_head(image, record.compression))
+    if header.format is not record.save_format or (header.uuid and header.uuid != record.uuid):
+        raise Dom0Error(f"{image} does not hold the guest its manifest describes ({record.name})")
+    _check_not_running(hv, header.uuid or record.uuid, record.name)
+    return RestorePlan(image, meta, record, header, paused or record.state == "paused")
+
+
+def _guest_name_of(image: Path) -> str:
+    name = image.name
+    for c in Compression:
+        if c.suffix and name.endswith(".save" + c.suffix):
+            return name[: -len(".save" + c.suffix)]
+    return name.removesuffix(".save")
+
+
+def _plan_bare(hv: Hypervisor, path: Path, paused: bool) -> RestorePlan:
+    try:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+    except FileNotFoundError as exc:
+        raise Dom0Error(f"{path} does not exist") from exc
+    except OSError as exc:
+        raise Dom0Error(f"cannot read {path}: {exc.strerror}") from exc
+    if codec.detect(head) is not Compression.NONE:
+        raise Dom0Error(
+            f"{path} is compressed but has no manifest beside it",
+            "dom0 restores its compressed images through their NAME.manifest.json",
+        )
+    header = sniff(head)
+    _check_format(hv, header.format, str(path), "")
+    _check_not_running(hv, header.uuid or header.name, header.name or path.name)
+    return RestorePlan(path, None, None, header, paused)
+
+
+def _check_format(hv: Hypervisor, fmt: SaveFormat, what: str, uri: str) -> None:
+    if hv.save_format is not fmt:
+        here = hv.save_format.description if hv.save_format else "a driver that cannot restore"
+        where = f" (saved on {uri})" if uri else ""
+        raise Dom0Error(
+            f"{what} was made by {fmt.description}{where}; {hv.uri} is {here}",
+            "restore it on a host of the kind that saved it",
+        )
+
+
+def _check_not_running(hv: Hypervisor, ref: str, name: str) -> None:
+    if not ref:
+        return
+    try:
+        current = hv.guest(ref)
+    except GuestNotFound:
+        return
+    if current.state.is_active:
+        raise GuestStateError(
+            f"{name} is already running ({current.state}): restoring its image would start it twice",
+            f"shut it down first if the image is what you want (`dom0 shutdown {name}`), or remove the image",
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK * 4):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _head(image: Path, compression: Compression) -> bytes:
+    """The first HEAD_BYTES of the hypervisor's image, decompressed."""
+    dec = codec.decompressor(compression)
+    out = bytearray()
+    try:
+        with image.open("rb") as f:
+            while len(out) < HEAD_BYTES and (chunk := f.read(1 << 16)):
+                out += dec.decompress(chunk)
+    except codec.DECODE_ERRORS as exc:
+        raise codec.decompress_error(compression, exc) from exc
+    return bytes(out[:HEAD_BYTES])
+
+
+def restore_image(hv: Hypervisor, plan: RestorePlan, *, keep: bool = False, progress: Progress = _quiet) -> Guest:
+    """Restore one checked image; the image is removed once the guest runs, unless `keep`."""
+    if plan.record is None:
+        guest = hv.restore(str(plan.image), paused=plan.paused, expect=plan.header.uuid)
+        progress(plan.image.stat().st_size)
+        return guest
+    record = plan.record
+    with WorkDir(plan.image.parent, "restore", record.name) as work:
+        uuid = plan.header.uuid or record.uuid
+        job = Background(lambda: hv.restore(str(work.fifo), paused=plan.paused, expect=uuid), f"restore {record.name}")
+        fd = open_writer(work.fifo, job.alive)
+        if fd is None:
+            job.result()
+            raise Dom0Error(f"the hypervisor ended the restore of {record.name} without reading the image")
+        dec = codec.decompressor(record.compression)
+        raw = 0
+        failure: BaseException | None = None
+        try:
+            with plan.image.open("rb") as f:
+                while chunk := f.read(CHUNK):
+                    data = dec.decompress(chunk)
+                    write_all(fd, data)
+                    raw += len(data)
+                    progress(f.tell())
+            if not dec.finished or raw != record.raw_bytes:
+                failure = Dom0Error(f"{plan.image} ends early: it holds {raw} of {record.raw_bytes} bytes")
+        except BrokenPipeError:
+            pass  # the hypervisor stopped reading: its own error says why
+        except codec.DECODE_ERRORS as exc:
+            failure = codec.decompress_error(record.compression, exc)
+        except BaseException as exc:
+            failure = exc
+        finally:
+            os.close(fd)
+        try:
+            guest = job.result()
+        except Dom0Error as exc:
+            if failure is not None:
+                raise failure from exc
+            raise Dom0Error(f"cannot restore {record.name}: {exc.message}", exc.hint) from exc
+        if failure is not None:
+            raise failure
+    if not keep and plan.manifest_path is not None:
+        plan.image.unlink(missing_ok=True)
+        plan.manifest_path.unlink(missing_ok=True)
+        fsync_dir(plan.image.parent)
+    return guest
