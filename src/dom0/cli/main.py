@@ -108,8 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: dom0-support-HOST-TIME.tar.gz)")
     _add_json(p)
 
+    _add_saves(command)
     _add_image(sub)
     return parser
+
+
+def _add_saves(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    from dom0.saves import DEFAULT_DIRECTORY
+
+    p = command("save", "dom0.cli.saves:cmd_save", "save guests' memory to compressed images, in parallel")
+    p.add_argument("guests", nargs="*", metavar="GUEST", help="guests to save")
+    p.add_argument("-a", "--all", action="store_true", help="every running or paused guest")
+    p.add_argument(
+        "-d", "--dir", default=str(DEFAULT_DIRECTORY), metavar="DIR", help=f"where (default {DEFAULT_DIRECTORY})"
+    )
+    p.add_argument("--compress", choices=("zstd", "lz4", "gzip", "none"), default="zstd", help="compressor (zstd)")
+    p.add_argument("--level", type=int, metavar="N", help="compression level (zstd 3, gzip 3, lz4 0)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="guests saved at once (default: one per core)")
+    p.add_argument("--replace", action="store_true", help="replace a guest's older image once the new one is complete")
+    p.add_argument("-n", "--dry-run", action="store_true", help="show what would be saved, change nothing")
+    _add_json(p)
+
+    p = command("restore", "dom0.cli.saves:cmd_restore", "restore saved guests, checking each image first")
+    p.add_argument("files", nargs="*", metavar="FILE", help="NAME.manifest.json or the image beside it")
+    p.add_argument("-a", "--all", metavar="DIR", help="every image in DIR")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="guests restored at once (default: one per core)")
+    p.add_argument("-p", "--paused", action="store_true", help="leave the guests paused")
+    p.add_argument("-k", "--keep", action="store_true", help="keep the images after the guests run again")
+    p.add_argument("-n", "--dry-run", action="store_true", help="check the images and show what would happen")
+    _add_json(p)
 
 
 def _add_image(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

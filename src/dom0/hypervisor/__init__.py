@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,3 +187,34 @@ def connect(choice: UriChoice) -> Hypervisor:
     from dom0.hypervisor.libvirt import LibvirtHypervisor
 
     return LibvirtHypervisor.open(choice)
+
+
+class PerThread:
+    """One connection per worker thread, to the same URI as `hv`.
+
+    libvirt runs the calls made on one connection one after another, so parallel saves through a shared
+    connection would queue behind each other; xl:// costs nothing to open twice.
+    """
+
+    def __init__(self, hv: Hypervisor) -> None:
+        self._first = hv
+        self._local = threading.local()
+        self._opened: list[Hypervisor] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Hypervisor:
+        """This thread's connection (opened on first use)."""
+        hv: Hypervisor | None = getattr(self._local, "hv", None)
+        if hv is None:
+            hv = connect(UriChoice(self._first.uri, "a worker's own connection"))
+            self._local.hv = hv
+            with self._lock:
+                self._opened.append(hv)
+        return hv
+
+    def close(self) -> None:
+        """Close the connections opened here (not the one given)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for hv in opened:
+            hv.close()

@@ -146,3 +146,50 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sweep(directory: Path) -> list[str]:
+    """Deal with the work directories of dom0 runs that died (kill -9, power loss); what was done, in words.
+
+    A run that died after its image was complete (its manifest is written before the hypervisor is let go) is
+    finished: the hypervisor, waiting on its second open of the FIFO, is let through and the files move into
+    place. Anything else is removed: the hypervisor's save failed when the FIFO closed, and its guest runs on.
+    """
+    notes: list[str] = []
+    for work in sorted(directory.glob(f"{WORK_PREFIX}*")):
+        lock = work / "lock"
+        if not work.is_dir() or not lock.exists():
+            continue
+        fd = os.open(lock, os.O_WRONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # its owner is alive
+        try:
+            notes.append(_finish_or_remove(directory, work))
+        finally:
+            os.close(fd)
+    return notes
+
+
+def _finish_or_remove(directory: Path, work: Path) -> str:
+    metas = sorted(work.glob("*.manifest.json.partial"))
+    images = [p for p in work.glob("*.partial") if p not in metas]
+    if not (metas and images and (work / "stream").exists()):
+        shutil.rmtree(work, ignore_errors=True)
+        return f"removed {work.name}, left by a dom0 run that was interrupted (its guest was not saved)"
+    fd = os.open(work / "stream", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        if poller.poll(2000):  # a hypervisor still waiting on its second open gets through and finishes
+            os.set_blocking(fd, True)
+            read_all(fd)
+    finally:
+        os.close(fd)
+    for partial in (*images, *metas):
+        os.rename(partial, directory / partial.name.removesuffix(".partial"))
+    fsync_dir(directory)
+    shutil.rmtree(work, ignore_errors=True)
+    return f"finished {metas[0].name.removesuffix('.manifest.json.partial')}'s save, which an interrupted dom0 run left"

@@ -1,0 +1,244 @@
+"""`dom0 save` and `dom0 restore`: guests to compressed images and back, in parallel."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from dom0.cli.progress import board
+from dom0.cli.session import hypervisor, print_json
+from dom0.cli.table import render
+from dom0.errors import Dom0Error, UsageError
+from dom0.humanize import size as size_iec
+from dom0.hypervisor import Hypervisor, PerThread
+from dom0.model import Guest
+from dom0.saves import batch, manifest, stream
+from dom0.saves.batch import Outcome
+from dom0.saves.codec import Compression
+from dom0.saves.fifo import sweep
+from dom0.saves.manifest import Manifest
+from dom0.saves.stream import RestorePlan, SaveOptions, SavePlan
+
+
+def _options(args: argparse.Namespace, directory: Path, count: int) -> tuple[SaveOptions, int]:
+    kind = Compression(args.compress)
+    level = kind.check_level(args.level if args.level is not None else kind.default_level)
+    jobs = args.jobs or batch.default_jobs(directory, count)
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    options = SaveOptions(directory, kind, level, batch.compressor_threads(jobs), args.replace)
+    return options, jobs
+
+
+def _targets(args: argparse.Namespace, hv: Hypervisor) -> list[Guest]:
+    if args.all and args.guests:
+        raise UsageError("give guests or --all, not both")
+    if args.all:
+        return [g for g in hv.guests() if g.state.is_active]
+    if not args.guests:
+        raise UsageError("name the guests to save, or --all for every running guest")
+    return [hv.guest(ref) for ref in args.guests]
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    """Save guests' memory to compressed images; they stop once their image is on disk."""
+    directory = Path(args.dir)
+    with hypervisor(args) as hv:
+        guests = _targets(args, hv)
+        options, jobs = _options(args, directory, len(guests))
+        if not args.dry_run:
+            _make_directory(directory)
+            _sweep(directory)
+        plans = [stream.plan_save(hv, g, options) for g in guests] if directory.is_dir() else []
+        if args.dry_run:
+            plans = plans or [_dry_plan(g, options) for g in guests]
+            return _print_save_plan(args, plans, options, jobs)
+        started = time.monotonic()
+        workers = PerThread(hv)
+        with board(not args.json) as progress:
+
+            def one(plan: SavePlan) -> Manifest:
+                bar = progress.bar(plan.guest.name, plan.guest.memory_kib * 1024)
+                return stream.save_guest(workers.get(), plan, options, bar)
+
+            try:
+                outcomes = batch.run_all(plans, lambda p: p.guest.name, one, jobs)
+            finally:
+                workers.close()
+        return _report_saves(args, outcomes, directory, time.monotonic() - started)
+
+
+def _make_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Dom0Error(f"cannot create {directory}: {exc.strerror}", "give a writable directory with -d") from exc
+
+
+def _sweep(directory: Path) -> None:
+    for note in sweep(directory):
+        print(f"dom0: {note}", file=sys.stderr)
+
+
+def _dry_plan(guest: Guest, options: SaveOptions) -> SavePlan:
+    d = options.directory
+    return SavePlan(
+        guest, manifest.image_path(d, guest.name, options.compression), manifest.manifest_path(d, guest.name), False
+    )
+
+
+def _print_save_plan(args: argparse.Namespace, plans: list[SavePlan], options: SaveOptions, jobs: int) -> int:
+    how = f"{options.compression} level {options.level}" if options.compression is not Compression.NONE else "raw"
+    if args.json:
+        print_json(
+            {
+                "dry_run": True,
+                "jobs": jobs,
+                "compression": str(options.compression),
+                "level": options.level,
+                "guests": [
+                    {"name": p.guest.name, "uuid": p.guest.uuid, "image": str(p.image), "replaces": p.replaces}
+                    for p in plans
+                ],
+            }
+        )
+        return 0
+    print(f"would save {len(plans)} guest(s), {jobs} at a time, {how}, into {options.directory}:")
+    rows = [
+        (
+            p.guest.name,
+            str(p.guest.state),
+            size_iec(p.guest.memory_kib * 1024),
+            p.image.name + (" (replaces)" if p.replaces else ""),
+        )
+        for p in plans
+    ]
+    print(render(("Guest", "State", "Memory", "Image"), rows))
+    return 0
+
+
+def _report_saves(args: argparse.Namespace, outcomes: list[Outcome[Manifest]], directory: Path, seconds: float) -> int:
+    failed = [o for o in outcomes if not o.ok]
+    if args.json:
+        print_json(
+            {
+                "directory": str(directory),
+                "seconds": round(seconds, 3),
+                "guests": [_save_json(o, directory) for o in outcomes],
+            }
+        )
+        return 1 if failed else 0
+    rows = []
+    for o in outcomes:
+        if o.value is None:
+            continue
+        m = o.value
+        ratio = f"{100 * m.stored_bytes / m.raw_bytes:.0f}%" if m.raw_bytes else "-"
+        rows.append((m.name, m.state, size_iec(m.raw_bytes), size_iec(m.stored_bytes), ratio, m.image))
+    if rows:
+        print(render(("Guest", "Was", "Raw", "Stored", "Ratio", "Image"), rows, right=(2, 3, 4)))
+        print(f"saved {len(rows)} guest(s) into {directory} in {seconds:.1f} s")
+    for o in failed:
+        print(f"dom0: error: {o.error}" + (f"\n  hint: {o.hint}" if o.hint else ""), file=_stderr())
+    return 1 if failed else 0
+
+
+def _save_json(o: Outcome[Manifest], directory: Path) -> dict[str, Any]:
+    if o.value is None:
+        return {"name": o.name, "ok": False, "error": o.error, "hint": o.hint}
+    doc = o.value.to_json()
+    return {
+        "name": o.name,
+        "ok": True,
+        "image": str(directory / o.value.image),
+        "manifest": str(manifest.manifest_path(directory, o.name)),
+        **{k: doc[k] for k in ("uuid", "state", "compression", "level", "raw_bytes", "stored_bytes", "sha256")},
+    }
+
+
+def _stderr() -> TextIO:
+    return sys.stderr
+
+
+# -- restore --------------------------------------------------------------------------------------------------
+
+
+def _images(args: argparse.Namespace) -> list[Path]:
+    if args.all and args.files:
+        raise UsageError("give images or --all DIR, not both")
+    if args.all:
+        return manifest.find(Path(args.all))
+    if not args.files:
+        raise UsageError("name the images (or their NAME.manifest.json) to restore, or --all DIR")
+    return [Path(f) for f in args.files]
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore saved guests: each image is checked before the hypervisor reads it, then streamed into it."""
+    if args.all and not args.dry_run and Path(args.all).is_dir():
+        _sweep(Path(args.all))  # first: a save an interrupted run left complete becomes restorable
+    paths = _images(args)
+    with hypervisor(args) as hv:
+        checked = batch.run_all(paths, lambda p: p.name, lambda p: stream.plan_restore(hv, p, paused=args.paused), 1)
+        plans = [o.value for o in checked if o.value is not None]
+        refused = [o for o in checked if not o.ok]
+        if args.dry_run:
+            return _print_restore_plan(args, plans, refused)
+        jobs = args.jobs or batch.default_jobs(paths[0].parent if paths else Path("."), len(plans))
+        started = time.monotonic()
+        workers = PerThread(hv)
+        with board(not args.json) as progress:
+
+            def one(plan: RestorePlan) -> Guest:
+                size = plan.record.stored_bytes if plan.record else plan.image.stat().st_size
+                bar = progress.bar(plan.name, size)
+                return stream.restore_image(workers.get(), plan, keep=args.keep, progress=bar)
+
+            try:
+                outcomes = batch.run_all(plans, lambda p: p.name, one, jobs)
+            finally:
+                workers.close()
+        return _report_restores(args, refused + outcomes, time.monotonic() - started)
+
+
+def _print_restore_plan(args: argparse.Namespace, plans: list[RestorePlan], refused: list[Outcome[RestorePlan]]) -> int:
+    if args.json:
+        print_json(
+            {
+                "dry_run": True,
+                "images": [{"name": p.name, "image": str(p.image), "paused": p.paused, "ok": True} for p in plans]
+                + [{"name": o.name, "ok": False, "error": o.error, "hint": o.hint} for o in refused],
+            }
+        )
+        return 1 if refused else 0
+    if plans:
+        print(f"would restore {len(plans)} guest(s):")
+        rows = [(p.name, p.image.name, "paused" if p.paused else "running") for p in plans]
+        print(render(("Guest", "Image", "Comes back"), rows))
+    for o in refused:
+        print(f"dom0: error: {o.error}" + (f"\n  hint: {o.hint}" if o.hint else ""), file=_stderr())
+    return 1 if refused else 0
+
+
+def _report_restores(args: argparse.Namespace, outcomes: list[Outcome[Any]], seconds: float) -> int:
+    failed = [o for o in outcomes if not o.ok]
+    done = [o.value for o in outcomes if o.ok and isinstance(o.value, Guest)]
+    if args.json:
+        print_json(
+            {
+                "seconds": round(seconds, 3),
+                "guests": [{"name": g.name, "ok": True, "uuid": g.uuid, "state": str(g.state)} for g in done]
+                + [{"name": o.name, "ok": False, "error": o.error, "hint": o.hint} for o in failed],
+            }
+        )
+        return 1 if failed else 0
+    if done:
+        print(render(("Guest", "ID", "State"), [(g.name, g.id, str(g.state)) for g in done]))
+        kept = " (images kept)" if args.keep else ""
+        print(f"restored {len(done)} guest(s) in {seconds:.1f} s{kept}")
+    for o in failed:
+        print(f"dom0: error: {o.error}" + (f"\n  hint: {o.hint}" if o.hint else ""), file=_stderr())
+    return 1 if failed else 0
