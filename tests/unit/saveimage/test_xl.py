@@ -50,6 +50,15 @@ def test_real_header_names_the_guest_and_ends_where_libxls_stream_begins() -> No
     assert head[h.header_size : h.header_size + 8] == b"LibxlFmt"
 
 
+def test_real_header_xl_streamed_into_a_fifo_in_the_lab() -> None:
+    # the first 4 KiB of what `xl save` of Xen 4.17 wrote into a FIFO for a PVH guest (tests/xen/indom0)
+    head = (XEN / "xl-pvh-fifo.save.head").read_bytes()
+    h = sniff(head)
+    assert (h.name, h.uuid) == ("dom0test-xl-pvh", "fd8aef37-3367-447e-8b8e-a6f173b8e6b9")
+    assert xlsave.saved_config(head)["c_info"]["type"] == "pvh"
+    assert head[h.header_size : h.header_size + 8] == b"LibxlFmt"
+
+
 def test_real_header_config_is_libxls_json() -> None:
     config = xlsave.saved_config(real_head())
     assert config["c_info"]["type"] == "pv"
