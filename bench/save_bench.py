@@ -205,19 +205,21 @@ def zstd_table(image: Path) -> None:
         print("zstandard is not installed: no zstd table (pip install zstandard)")
         return
     data = image.read_bytes()
-    print(f"python-zstandard {zstandard.__version__} on one raw virsh image ({len(data) / MiB:.0f} MiB), 1 MiB chunks:")
+    print(f"python-zstandard {zstandard.__version__}, raw image of {len(data) / MiB:.0f} MiB, 1 MiB chunks, best of 2")
     for level in (1, 3, 6):
         for threads in (1, 2):
             # threads=0 compresses in the calling thread; 2 means two worker threads
             cctx = zstandard.ZstdCompressor(level=level, threads=0 if threads == 1 else threads)
-            start = time.perf_counter()
-            comp = cctx.compressobj()
-            size = 0
-            view = memoryview(data)
-            for off in range(0, len(data), MiB):
-                size += len(comp.compress(view[off : off + MiB]))
-            size += len(comp.flush())
-            secs = time.perf_counter() - start
+            secs = float("inf")
+            for _ in range(2):  # best of two: the host may be busy with other guests
+                start = time.perf_counter()
+                comp = cctx.compressobj()
+                size = 0
+                view = memoryview(data)
+                for off in range(0, len(data), MiB):
+                    size += len(comp.compress(view[off : off + MiB]))
+                size += len(comp.flush())
+                secs = min(secs, time.perf_counter() - start)
             print(
                 f"  zstd -{level} {threads} thread{'s' if threads > 1 else ' '}  "
                 f"{len(data) / MB / secs:6.0f} MB/s  ratio {size / len(data):.3f}"
@@ -243,7 +245,8 @@ def dom0_way(guests: Sequence[BenchGuest]) -> dict[str, float]:
     before = consoles_before(guests)
     manifests = [json.loads(p.read_text()) for p in sorted(ddir.glob("*.manifest.json"))]
     try:
-        saved = sorted(m["guest"]["name"] for m in manifests)
+        # the design nests name/uuid under "guest"; the first implementation writes them at the top level
+        saved = sorted(m["guest"]["name"] if "guest" in m else m["name"] for m in manifests)
         stored = sum((ddir / m["image"]).stat().st_size for m in manifests)
         raw = sum(int(m["raw_bytes"]) for m in manifests)
     except (KeyError, TypeError, ValueError, OSError) as exc:
@@ -264,6 +267,8 @@ def dom0_way(guests: Sequence[BenchGuest]) -> dict[str, float]:
 def report(seed: dict[str, float], dom0: dict[str, float] | None) -> list[str]:
     """Print the times, sizes and ratios; the bars missed."""
     print(f"guests: {GUESTS} x {MEMORY_MIB} MiB, QEMU (TCG), RAM filled from a read-only disk of host files")
+    # other guests on the host compete for the same cores: the load tells how much to trust one run
+    print(f"host: {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f} (1 min)")
     print(f"raw images (virsh save)     {seed['raw'] / MiB:8.1f} MiB")
     print(f"gzip -3 of them             {seed['gz'] / MiB:8.1f} MiB   ratio {seed['gz'] / seed['raw']:.3f}")
     print(f"virsh save x{GUESTS} (sequential) {seed['save']:8.2f} s")
