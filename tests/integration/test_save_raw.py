@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +10,8 @@ import pytest
 from dom0.hypervisor import Hypervisor, UriChoice, connect
 from dom0.model import GuestState
 
-from . import guestkit
 from .conftest import URI, MakeGuest, TestGuest
+from .resume import assert_resumed, ticks
 
 SAVE_DIR = Path("/var/tmp/dom0-tests")
 
@@ -36,29 +34,12 @@ def save_path(request: pytest.FixtureRequest) -> Iterator[Path]:
     path.unlink(missing_ok=True)
 
 
-def _ticks(text: str) -> list[int]:
-    return [int(n) for n in re.findall(r"tick (\d+)", text)]
-
-
 def _save_after_ticks(hv: Hypervisor, g: TestGuest, path: Path) -> tuple[str, int]:
     """Let the guest tick a little, save it; the console text and last tick number at that moment."""
     g.wait_console("tick 2", timeout=60)
     hv.save(g.name, str(path))
     before = g.console_text()
-    return before, max(_ticks(before))
-
-
-def _assert_resumed(g: TestGuest, before: str, last_tick: int) -> None:
-    """The guest carries on counting from where it was saved, without booting again."""
-    deadline = time.monotonic() + 60
-    while max(_ticks(g.console_text()) or [0]) <= last_tick:
-        if time.monotonic() > deadline:
-            pytest.fail(f"no tick after {last_tick} within 60 s of the restore; console:\n{g.console_text()[-800:]}")
-        time.sleep(0.5)
-    log = g.console_text()
-    new = log[len(before) :] if log.startswith(before) else log  # the log is rewritten when QEMU starts again
-    assert guestkit.READY not in new, "the guest booted again instead of resuming"
-    assert all(n > last_tick for n in _ticks(new)), new
+    return before, max(ticks(before))
 
 
 def test_save_stops_the_guest_and_restore_resumes_it(make_guest: MakeGuest, hv: Hypervisor, save_path: Path) -> None:
@@ -72,7 +53,7 @@ def test_save_stops_the_guest_and_restore_resumes_it(make_guest: MakeGuest, hv: 
     assert restored.uuid == g.uuid
     assert restored.state.is_active
     assert restored.state != GuestState.PAUSED
-    _assert_resumed(g, before, last_tick)
+    assert_resumed(g, before, last_tick)
 
 
 def test_restore_paused_keeps_it_paused_until_resumed(make_guest: MakeGuest, hv: Hypervisor, save_path: Path) -> None:
@@ -82,4 +63,4 @@ def test_restore_paused_keeps_it_paused_until_resumed(make_guest: MakeGuest, hv:
     assert restored.state == GuestState.PAUSED
     g.wait_state("paused")
     hv.resume(g.name)
-    _assert_resumed(g, before, last_tick)
+    assert_resumed(g, before, last_tick)
