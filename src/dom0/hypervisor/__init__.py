@@ -121,6 +121,14 @@ class Hypervisor(Protocol):
         """
         ...
 
+    def autostart_guests(self) -> list[str]:
+        """Names of the guests the host starts at boot (libvirt's autostart flag, xl's /etc/xen/auto)."""
+        ...
+
+    def set_autostart(self, ref: str, enabled: bool) -> None:
+        """Turn the guest's start at boot on or off (libvirt starts it itself; xl:// leaves /etc/xen/auto alone)."""
+        ...
+
     def console(self, ref: str) -> Console:
         """Attach to the guest's serial console."""
         ...

@@ -364,6 +364,19 @@ class LibvirtHypervisor:
                 raise Dom0Error(f"restored {path}, but cannot tell which guest it is", "`dom0 list` shows it")
         return self.guest(domxml.uuid_of(xml) or domxml.name_of(xml))
 
+    def autostart_guests(self) -> list[str]:
+        """Defined guests with libvirt's autostart flag set."""
+        with _translated("cannot list guests"):
+            domains = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
+            return sorted(d.name() for d in domains)
+
+    def set_autostart(self, ref: str, enabled: bool) -> None:
+        """libvirt's autostart flag (only defined guests have one)."""
+        dom = self._domain(ref)
+        with _translated(f"cannot change autostart of {ref!r}"):
+            if dom.isPersistent():
+                dom.setAutostart(1 if enabled else 0)
+
     def console(self, ref: str) -> Console:
         """Attach to the guest's first serial console through a libvirt stream."""
         dom = self._domain(ref)

@@ -32,7 +32,7 @@ class Manifest:
     saved_at: str  # ISO 8601, UTC
     state: str  # "running" or "paused": what the guest was doing when it was saved
     image: str  # file name of the image, in the manifest's directory
-    seconds: float = 0.0
+    autostart: bool = False  # turned off while the image waits (else libvirtd would boot it afresh), back on restore
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as a JSON object."""
@@ -63,7 +63,7 @@ class Manifest:
                 saved_at=_text(doc, "saved_at"),
                 state=_text(doc, "state"),
                 image=_text(doc, "image"),
-                seconds=float(doc.get("seconds", 0.0)),
+                autostart=doc.get("autostart", False) is True,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise Dom0Error(f"{where} is not a valid dom0 save manifest: {exc}") from exc

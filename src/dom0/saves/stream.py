@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +55,7 @@ class SavePlan:
     image: Path
     manifest: Path
     replaces: bool  # an older image of this guest is replaced once the new one is complete
+    autostart: bool = False  # the host would start this guest at boot
 
 
 def plan_save(hv: Hypervisor, guest: Guest, options: SaveOptions) -> SavePlan:
@@ -72,7 +72,8 @@ def plan_save(hv: Hypervisor, guest: Guest, options: SaveOptions) -> SavePlan:
             f"{existing[0]} already exists: {guest.name} has an image that was never restored",
             f"`dom0 restore {meta}` first, or save with --replace to replace it once the new image is complete",
         )
-    return SavePlan(guest, image, meta, bool(existing))
+    autostart = guest.name in hv.autostart_guests()
+    return SavePlan(guest, image, meta, bool(existing), autostart)
 
 
 def _images(directory: Path, name: str) -> list[Path]:
@@ -106,7 +107,6 @@ def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: P
     assert fmt is not None  # plan_save checked
     guest = plan.guest
     fixer = fixer_for(fmt)
-    started = time.monotonic()
     with WorkDir(options.directory, "save", guest.name) as work:
         partial = work.path / (plan.image.name + ".partial")
         partial_meta = work.path / (plan.manifest.name + ".partial")
@@ -132,7 +132,7 @@ def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: P
             saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
             state=state,
             image=plan.image.name,
-            seconds=round(time.monotonic() - started, 3),
+            autostart=plan.autostart,
         )
         manifest.write(partial_meta, record)
         try:
@@ -153,6 +153,8 @@ def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: P
         os.rename(partial, plan.image)
         os.rename(partial_meta, plan.manifest)
         fsync_dir(options.directory)
+    if plan.autostart:
+        hv.set_autostart(guest.uuid, False)
     return record
 
 
@@ -368,6 +370,8 @@ def restore_image(hv: Hypervisor, plan: RestorePlan, *, keep: bool = False, prog
             raise Dom0Error(f"cannot restore {record.name}: {exc.message}", exc.hint) from exc
         if failure is not None:
             raise failure
+    if record.autostart:
+        hv.set_autostart(guest.uuid, True)
     if not keep and plan.manifest_path is not None:
         plan.image.unlink(missing_ok=True)
         plan.manifest_path.unlink(missing_ok=True)
