@@ -109,8 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
 
     _add_saves(command)
+    _add_host(sub)
     _add_image(sub)
     return parser
+
+
+def _add_host(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "host shutdown and boot: save every guest in parallel, restore them all (a systemd unit runs these)"
+    host = sub.add_parser("host", help=text, description=text)
+    verbs = host.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, help in (
+        ("stop", "save every running guest (orderly shutdown if it cannot be saved; never destroy)"),
+        ("start", "restore every saved guest, then start the guests marked to start at boot"),
+    ):
+        p = verbs.add_parser(verb, help=help, description=help)
+        p.set_defaults(handler=f"dom0.cli.host:cmd_host_{verb}")
+        p.add_argument("guests", nargs="*", metavar="GUEST", help="only these guests (default: all)")
+        p.add_argument("--config", metavar="FILE", help="settings and per-guest exceptions (/etc/dom0/host.toml)")
+        p.add_argument("-d", "--dir", metavar="DIR", help="image directory (overrides the config's save.directory)")
+        p.add_argument("-n", "--dry-run", action="store_true", help="show what would happen, change nothing")
+        _add_json(p)
 
 
 def _add_saves(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
