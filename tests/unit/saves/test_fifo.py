@@ -1,0 +1,136 @@
+"""What an interrupted `dom0 save` leaves behind: abandoned work dirs cleaned up or finished, live ones untouched."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dom0.saves.fifo import WorkDir, sweep
+
+
+def _abandoned(directory: Path, name: str = "web1", kind: str = "save") -> Path:
+    """A work dir as WorkDir makes it, whose owner died: nobody holds its lock."""
+    work = directory / f".dom0-{kind}-{name}-k3x9q1"
+    work.mkdir(mode=0o700)
+    os.mkfifo(work / "stream", 0o600)
+    (work / "lock").write_bytes(b"")
+    return work
+
+
+@pytest.fixture
+def held() -> Iterator[list[int]]:
+    """Lock fds held for a test, as a live dom0 run holds its work dir's lock; released afterwards."""
+    fds: list[int] = []
+    yield fds
+    for fd in fds:
+        os.close(fd)
+
+
+def _hold(work: Path, fds: list[int]) -> None:
+    fd = os.open(work / "lock", os.O_WRONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    fds.append(fd)
+
+
+def test_abandoned_work_dir_is_removed_and_said_so(tmp_path: Path) -> None:
+    work = _abandoned(tmp_path)
+    (work / "web1.save.zst.partial").write_bytes(b"half an image")  # no manifest: the save never completed
+    notes = sweep(tmp_path)
+    assert not work.exists()
+    assert len(notes) == 1
+    assert work.name in notes[0]
+    assert "removed" in notes[0]
+    assert "not saved" in notes[0]
+    assert list(tmp_path.iterdir()) == []  # nothing of the half image reaches the directory
+
+
+def test_abandoned_restore_dir_is_removed(tmp_path: Path) -> None:
+    work = _abandoned(tmp_path, kind="restore")
+    notes = sweep(tmp_path)
+    assert not work.exists()
+    assert len(notes) == 1
+
+
+def test_work_dir_of_a_live_run_is_left_alone(tmp_path: Path, held: list[int]) -> None:
+    work = _abandoned(tmp_path)
+    (work / "web1.save.zst.partial").write_bytes(b"being written")
+    _hold(work, held)
+    assert sweep(tmp_path) == []
+    assert (work / "web1.save.zst.partial").read_bytes() == b"being written"
+    assert (work / "stream").exists()
+
+
+def test_only_the_abandoned_one_of_two_is_removed(tmp_path: Path, held: list[int]) -> None:
+    live = _abandoned(tmp_path, "web1")
+    dead = _abandoned(tmp_path, "db1")
+    _hold(live, held)
+    notes = sweep(tmp_path)
+    assert live.exists()
+    assert not dead.exists()
+    assert len(notes) == 1
+    assert dead.name in notes[0]
+
+
+def test_a_real_workdir_is_left_alone_while_open_and_gone_after(tmp_path: Path) -> None:
+    with WorkDir(tmp_path, "save", "web1") as work:
+        assert work.path.name.startswith(".dom0-save-web1-")
+        assert (work.fifo.stat().st_mode & 0o777) == 0o600
+        assert sweep(tmp_path) == []
+        assert work.path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_files_in_the_directory_are_untouched(tmp_path: Path) -> None:
+    (tmp_path / "web1.save.zst").write_bytes(b"image")
+    (tmp_path / "web1.manifest.json").write_text("{}")
+    (tmp_path / ".dom0-notes").write_text("a file, not a work dir")  # matches the prefix, has no lock
+    (tmp_path / ".dom0-save-x-123").mkdir()  # a directory without a lock file is not dom0's
+    assert sweep(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".dom0-notes",
+        ".dom0-save-x-123",
+        "web1.manifest.json",
+        "web1.save.zst",
+    ]
+
+
+def test_complete_save_left_by_a_killed_run_is_moved_into_place(tmp_path: Path) -> None:
+    work = _abandoned(tmp_path)
+    (work / "web1.save.zst.partial").write_bytes(b"whole compressed image")
+    (work / "web1.manifest.json.partial").write_text('{"format_version": 1}')
+    started = time.monotonic()
+    notes = sweep(tmp_path)  # no hypervisor waits on the FIFO: the wait for it simply times out
+    assert time.monotonic() - started < 2.5
+    assert (tmp_path / "web1.save.zst").read_bytes() == b"whole compressed image"
+    assert (tmp_path / "web1.manifest.json").read_text() == '{"format_version": 1}'
+    assert not work.exists()
+    assert len(notes) == 1
+    assert "finished web1's save" in notes[0]
+
+
+def test_a_hypervisor_still_waiting_on_the_fifo_is_let_through(tmp_path: Path) -> None:
+    # libvirtd, after the stream, blocks reopening the FIFO to write its final header; the sweep must release it.
+    work = _abandoned(tmp_path)
+    (work / "web1.save.zst.partial").write_bytes(b"image")
+    (work / "web1.manifest.json.partial").write_text("{}")
+    released = threading.Event()
+
+    def hypervisor() -> None:
+        with open(work / "stream", "wb") as fifo:  # blocks until a reader comes
+            fifo.write(b"LibvirtQemudSave" + bytes(76))
+        released.set()
+
+    thread = threading.Thread(target=hypervisor, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    notes = sweep(tmp_path)
+    assert time.monotonic() - started < 1.5  # no timeout: the writer was there
+    assert released.wait(2)
+    assert (tmp_path / "web1.save.zst").read_bytes() == b"image"
+    assert "finished web1's save" in notes[0]
