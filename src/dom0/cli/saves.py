@@ -23,39 +23,41 @@ from dom0.saves.manifest import Manifest
 from dom0.saves.stream import RestorePlan, SaveOptions, SavePlan
 
 
-def _options(args: argparse.Namespace, directory: Path, count: int) -> tuple[SaveOptions, int]:
+def _check_arguments(args: argparse.Namespace) -> tuple[Compression, int]:
+    """Everything about the command line that needs no hypervisor: checked before connecting."""
+    if args.all and args.guests:
+        raise UsageError("give guests or --all, not both")
+    if not args.all and not args.guests:
+        raise UsageError("name the guests to save, or --all for every running guest")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1", "leave it out to use one job per core")
     kind = Compression(args.compress)
-    level = kind.check_level(args.level if args.level is not None else kind.default_level)
-    jobs = args.jobs or batch.default_jobs(directory, count)
-    if jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    options = SaveOptions(directory, kind, level, batch.compressor_threads(jobs), args.replace)
-    return options, jobs
+    return kind, kind.check_level(args.level if args.level is not None else kind.default_level)
 
 
 def _targets(args: argparse.Namespace, hv: Hypervisor) -> list[Guest]:
-    if args.all and args.guests:
-        raise UsageError("give guests or --all, not both")
     if args.all:
         return [g for g in hv.guests() if g.state.is_active]
-    if not args.guests:
-        raise UsageError("name the guests to save, or --all for every running guest")
     return [hv.guest(ref) for ref in args.guests]
 
 
 def cmd_save(args: argparse.Namespace) -> int:
     """Save guests' memory to compressed images; they stop once their image is on disk."""
     directory = Path(args.dir)
+    kind, level = _check_arguments(args)
     with hypervisor(args) as hv:
         guests = _targets(args, hv)
-        options, jobs = _options(args, directory, len(guests))
-        if not args.dry_run:
-            _make_directory(directory)
-            _sweep(directory)
-        plans = [stream.plan_save(hv, g, options) for g in guests] if directory.is_dir() else []
+        jobs = args.jobs or batch.default_jobs(directory if directory.is_dir() else directory.parent, len(guests))
+        options = SaveOptions(directory, kind, level, batch.compressor_threads(jobs), args.replace)
+        # Planned first, so a guest or driver that cannot be saved is refused before anything is created.
+        plans = [stream.plan_save(hv, g, options) for g in guests]
         if args.dry_run:
-            plans = plans or [_dry_plan(g, options) for g in guests]
             return _print_save_plan(args, plans, options, jobs)
+        if not plans:
+            print("no running guests to save")
+            return 0
+        _make_directory(directory)
+        _sweep(directory)
         started = time.monotonic()
         workers = PerThread(hv)
         with board(not args.json) as progress:
@@ -81,13 +83,6 @@ def _make_directory(directory: Path) -> None:
 def _sweep(directory: Path) -> None:
     for note in sweep(directory):
         print(f"dom0: {note}", file=sys.stderr)
-
-
-def _dry_plan(guest: Guest, options: SaveOptions) -> SavePlan:
-    d = options.directory
-    return SavePlan(
-        guest, manifest.image_path(d, guest.name, options.compression), manifest.manifest_path(d, guest.name), False
-    )
 
 
 def _print_save_plan(args: argparse.Namespace, plans: list[SavePlan], options: SaveOptions, jobs: int) -> int:
@@ -169,7 +164,11 @@ def _stderr() -> TextIO:
 def _images(args: argparse.Namespace) -> list[Path]:
     if args.all and args.files:
         raise UsageError("give images or --all DIR, not both")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1", "leave it out to use one job per core")
     if args.all:
+        if not args.dry_run and Path(args.all).is_dir():
+            _sweep(Path(args.all))  # first: a save an interrupted run left complete becomes restorable
         return manifest.find(Path(args.all))
     if not args.files:
         raise UsageError("name the images (or their NAME.manifest.json) to restore, or --all DIR")
@@ -178,16 +177,17 @@ def _images(args: argparse.Namespace) -> list[Path]:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore saved guests: each image is checked before the hypervisor reads it, then streamed into it."""
-    if args.all and not args.dry_run and Path(args.all).is_dir():
-        _sweep(Path(args.all))  # first: a save an interrupted run left complete becomes restorable
     paths = _images(args)
+    if not paths:
+        print(f"no saved guests in {args.all}")
+        return 0
     with hypervisor(args) as hv:
         checked = batch.run_all(paths, lambda p: p.name, lambda p: stream.plan_restore(hv, p, paused=args.paused), 1)
         plans = [o.value for o in checked if o.value is not None]
         refused = [o for o in checked if not o.ok]
         if args.dry_run:
             return _print_restore_plan(args, plans, refused)
-        jobs = args.jobs or batch.default_jobs(paths[0].parent if paths else Path("."), len(plans))
+        jobs = args.jobs or batch.default_jobs(paths[0].parent, len(plans))
         started = time.monotonic()
         workers = PerThread(hv)
         with board(not args.json) as progress:
