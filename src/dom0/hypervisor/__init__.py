@@ -85,6 +85,18 @@ class Hypervisor(Protocol):
         """Start a guest from a definition, without keeping the definition."""
         ...
 
+    def define(self, definition: str) -> Guest:
+        """Keep a new guest's definition (libvirt XML; an xl.cfg text on xl://), without starting it."""
+        ...
+
+    def undefine(self, ref: str) -> None:
+        """Forget a stopped guest's definition; dom0 only ever undefines what it defined itself."""
+        ...
+
+    def editable_definition(self, ref: str) -> str:
+        """The definition a copy is made from: libvirt's inactive XML, or the guest's xl.cfg file on xl://."""
+        ...
+
     def start(self, ref: str) -> Guest:
         """Start a defined guest."""
         ...

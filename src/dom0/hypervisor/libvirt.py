@@ -174,6 +174,13 @@ class LibvirtHypervisor:
                 continue  # the guest went away between listing and asking
         return sorted(guests, key=_sort_key)
 
+    def _exists(self, ref: str) -> bool:
+        try:
+            self._domain(ref)
+        except GuestNotFound:
+            return False
+        return True
+
     def _domain(self, ref: str) -> libvirt.virDomain:
         lookups: list[Callable[[], libvirt.virDomain]] = [lambda: self._conn.lookupByName(ref)]
         if ref.isdigit():
@@ -229,6 +236,35 @@ class LibvirtHypervisor:
         dom = self._domain(ref)
         with _translated(f"cannot read the definition of {ref!r}"):
             return str(dom.XMLDesc(0))
+
+    def editable_definition(self, ref: str) -> str:
+        """The inactive XML with everything in it (a transient guest has only its live XML)."""
+        dom = self._domain(ref)
+        with _translated(f"cannot read the definition of {ref!r}"):
+            flags = libvirt.VIR_DOMAIN_XML_SECURE
+            if dom.isPersistent():
+                flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
+            return str(dom.XMLDesc(flags))
+
+    def define(self, definition: str) -> Guest:
+        """virsh define; refuses a name or UUID that is taken instead of redefining that guest."""
+        name, uuid = domxml.name_of(definition), domxml.uuid_of(definition)
+        for ref in (name, uuid):
+            if ref and self._exists(ref):
+                raise Dom0Error(f"a guest {ref!r} already exists on {self.uri}", "choose another name")
+        with _translated("cannot define the guest", "check the XML with `virt-xml-validate`"):
+            dom = self._conn.defineXML(definition)
+            return self.guest(dom.UUIDString())
+
+    def undefine(self, ref: str) -> None:
+        """virsh undefine (with its NVRAM and managed-save image, which only the defined guest had)."""
+        dom = self._domain(ref)
+        with _translated(f"cannot undefine {ref!r}"):
+            flags = libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            try:
+                dom.undefineFlags(flags)
+            except libvirt.libvirtError:
+                dom.undefine()  # drivers without those flags (Xen's libxl)
 
     def counters(self, refs: Sequence[str] = ()) -> list[GuestCounters]:
         """Cumulative counters of running guests, in one call where the driver allows it."""

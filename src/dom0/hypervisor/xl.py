@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error, GuestNotFound, GuestStateError, HypervisorUnavailable
-from dom0.hypervisor import LogText, UriChoice, read_log_tail, xlparse
+from dom0.hypervisor import LogText, UriChoice, read_log_tail, xlcfg, xlparse
 from dom0.hypervisor.xlparse import DomainConfig, ListRow, TopDomain
 from dom0.model import (
     DiskCounters,
@@ -353,7 +353,7 @@ class XlHypervisor:
         A regular file's header is read first, to name the guest and refuse one that already runs. Any other path
         (the FIFO dom0 restore streams into) is left whole for xl: its first bytes are the stream, so the caller
         checks the header, and the guest is found afterwards as the domain that is new (named `expect`, when
-        given, to tell it from guests other restores bring up at the same time).
+        given (its UUID or name), to tell it from guests other restores bring up at the same time).
         """
         try:
             regular = stat.S_ISREG(os.stat(path).st_mode)
@@ -374,10 +374,61 @@ class XlHypervisor:
         self._xl(*args, path, what=f"cannot restore {path}", timeout=SLOW_TIMEOUT_S)
         fresh = [row for row in self._rows() if row.id not in before]
         if expect:
-            fresh = [row for row in fresh if row.name == expect] or fresh
+            return self.guest(expect)
         if len(fresh) == 1:
             return self.guest(str(fresh[0].id))
         raise Dom0Error(f"restored {path}, but cannot tell which guest it is", "`dom0 list` shows it")
+
+    def _config_path(self, name: str) -> Path | None:
+        candidates = [CONFIG_DIR / f"{name}.cfg", CONFIG_DIR / name] if "/" not in name else []
+        return next((p for p in candidates if p.is_file()), None)
+
+    def editable_definition(self, ref: str) -> str:
+        """The guest's xl.cfg file (/etc/xen/NAME.cfg or /etc/xen/NAME): xl keeps no definitions of its own."""
+        try:
+            name = self.guest(ref).name
+        except GuestNotFound:
+            name = ref
+        path = self._config_path(name)
+        if path is None:
+            raise Dom0Error(
+                f"no xl.cfg for {name!r} in {CONFIG_DIR}", f"xl keeps no definitions: write {CONFIG_DIR / name}.cfg"
+            )
+        return path.read_text()
+
+    def define(self, definition: str) -> Guest:
+        """Write the xl.cfg to /etc/xen/NAME.cfg (never over an existing file); `start NAME` then runs it."""
+        cfg = xlcfg.guest_config(xlcfg.parse(definition, "the new definition"))
+        if not cfg.name or "/" in cfg.name:
+            raise Dom0Error("the new xl.cfg has no usable name")
+        if self._config_path(cfg.name) is not None:
+            raise Dom0Error(f"{CONFIG_DIR / cfg.name}.cfg already exists", "choose another name")
+        path = CONFIG_DIR / f"{cfg.name}.cfg"
+        with open(path, "x") as f:
+            f.write(definition)
+        return Guest(
+            cfg.name, cfg.uuid, None, GuestState.SHUTOFF, cfg.memory_mib * 1024, cfg.max_memory_mib * 1024, cfg.vcpus, 0
+        )
+
+    def undefine(self, ref: str) -> None:
+        """Remove /etc/xen/NAME.cfg of a stopped guest."""
+        path = self._config_path(ref)
+        if path is None:
+            raise GuestNotFound(f"no xl.cfg for {ref!r} in {CONFIG_DIR}")
+        path.unlink()
+
+    def autostart_guests(self) -> list[str]:
+        """Guests linked into /etc/xen/auto (xendomains' convention), by the name `start` takes."""
+        auto = CONFIG_DIR / "auto"
+        names = []
+        for link in sorted(auto.glob("*")) if auto.is_dir() else []:
+            target = link.resolve()
+            if target.parent == CONFIG_DIR and target.is_file():
+                names.append(target.name.removesuffix(".cfg"))
+        return names
+
+    def set_autostart(self, ref: str, enabled: bool) -> None:
+        """Nothing: with xl, only `dom0 host start` (or xendomains) starts guests at boot, after restoring."""
 
     def console(self, ref: str) -> XlConsole:
         """Attach to the guest's console through `xl console` on a pseudo-terminal."""
