@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -95,6 +95,11 @@ class Hypervisor(Protocol):
 
     def editable_definition(self, ref: str) -> str:
         """The definition a copy is made from: libvirt's inactive XML, or the guest's xl.cfg file on xl://."""
+        ...
+
+    def external_snapshot(self, ref: str, overlays: Mapping[str, str]) -> None:
+        """Make the guest write to new qcow2 overlays (target dev -> new file), live if it runs; its old disks
+        become read-only bases that clones can share."""
         ...
 
     def start(self, ref: str) -> Guest:

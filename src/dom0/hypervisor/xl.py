@@ -16,7 +16,7 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlparse
@@ -416,6 +416,12 @@ class XlHypervisor:
         if path is None:
             raise GuestNotFound(f"no xl.cfg for {ref!r} in {CONFIG_DIR}")
         path.unlink()
+
+    def external_snapshot(self, ref: str, overlays: Mapping[str, str]) -> None:
+        """xl cannot move a guest onto new overlay disks."""
+        raise Dom0Error(
+            "xl cannot give a guest new overlay disks", "clone with --mode snapshot (LVs) or reflink, or use libvirt"
+        )
 
     def autostart_guests(self) -> list[str]:
         """Guests linked into /etc/xen/auto (xendomains' convention), by the name `start` takes."""
