@@ -201,6 +201,11 @@ class ResolvingTree:
         step = self._resolve(path)
         return step is not None and step.backend.kind(step.node) == "file"
 
+    def realpath(self, path: str) -> str | None:
+        """The guest path that `path` names once every symlink in it is resolved inside the guest; None if missing."""
+        step = self._resolve(path)
+        return None if step is None else step.path
+
     def readlink(self, path: str) -> str | None:
         """The target of a symlink as stored in the guest, or None when the path is not a symlink."""
         step = self._resolve(path, follow_last=False)
