@@ -103,11 +103,3 @@ def spawn_pty(cmd: Sequence[str]) -> PtyProcess:
         os.close(terminal)
     return PtyProcess(proc, controller)
 
-
-def spawn(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
-    """Start a helper daemon (e.g. qemu-storage-daemon) in the background; its output is discarded."""
-    log.debug("+ %s &", shlex.join(cmd))
-    try:
-        return subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except FileNotFoundError as exc:
-        raise CommandError(f"{cmd[0]}: command not found", f"install the package that provides {cmd[0]}") from exc
