@@ -247,7 +247,14 @@ class DebugfsEditor:
             return
         # Journal recovery reopens the device by name and loses "?offset=": give it a loop device of the
         # filesystem's range instead (a block device, not a mount: the host kernel never reads the filesystem).
-        loop = run.output(["losetup", "--find", "--show", "--offset", str(self.offset), str(self.image)]).strip()
+        try:
+            loop = run.output(["losetup", "--find", "--show", "--offset", str(self.offset), str(self.image)]).strip()
+        except Dom0Error as exc:
+            raise Dom0Error(
+                f"{self.image}: the filesystem at byte {self.offset} has a journal to replay, and no loop device "
+                f"was available for it ({exc.message})",
+                "run as root on a host with loop devices, or clone the guest while it is shut down",
+            ) from exc
         try:
             self._debugfs(["-w", "-R", "journal_run"], loop)
         finally:
