@@ -6,6 +6,8 @@ The guest's /init reads `dom0test.mode=MODE` from the kernel command line (a com
   diskio  like idle, plus a loop that keeps reading and writing vda
   diskping  like idle, plus one 4 KiB synced write to the data disk each second (cheap under emulation)
   noacpi  ignore the ACPI power button (so an orderly shutdown never completes)
+  identity  mounts the data disk (ext4) read-only and prints `dom0test identity hostname=H ip=A mac=M
+            machine-id=ID` from the guest's own /etc/hostname, /etc/network/interfaces and NIC (needs IDENTITY_MODULES)
   memfill  before `ready`: copy the whole data disk into a tmpfs and drop the caches, so the guest's RAM holds
           real non-zero data (use with build_data_disk()); prints `dom0test memfill done BYTES`, then like idle
 Without `noacpi`, a power-button press powers the guest off cleanly.
@@ -36,6 +38,8 @@ READY = "dom0test ready"
 
 # Modules the guest loads (Debian builds these as modules); their dependencies are added from modules.dep.
 MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "evdev", "button")
+# A guest that reads its own root filesystem and NIC (mode identity).
+IDENTITY_MODULES = (*MODULES, "crc32c_generic", "ext4", "virtio_net")  # ext4 wants crc32c by soft dependency
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -99,6 +103,17 @@ if has memfill; then
   else
     echo "dom0test memfill FAILED on /dev/$datadev"
   fi
+fi
+if has identity && [ -b "/dev/$datadev" ]; then
+  # what a real boot of the guest's own configuration would apply: its hostname, its static IP, the NIC's MAC
+  mkdir -p /root && mount -t ext4 -o ro "/dev/$datadev" /root
+  hostname "$(cat /root/etc/hostname)"
+  addr=$(sed -n 's/^[[:space:]]*address[[:space:]]*\([^[:space:]]*\).*/\1/p' /root/etc/network/interfaces | head -n 1)
+  [ -n "$addr" ] && ip addr add "$addr" dev eth0 2>/dev/null
+  ip link set eth0 up 2>/dev/null
+  echo "dom0test identity hostname=$(hostname) ip=$(ip -o -4 addr show dev eth0 | awk '{print $4}') \
+mac=$(cat /sys/class/net/eth0/address) machine-id=$(cat /root/etc/machine-id)"
+  umount /root
 fi
 ( while :; do setsid cttyhack sh -l; sleep 1; done ) &
 echo "dom0test ready mode=$mode"

@@ -67,6 +67,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("word", metavar="WORD", help="r b p s c d, '-b----', 5696, 0x1640, 22:64, hdd, xvda1")
     _add_json(p)
 
+    _add_control(command)
+
+    p = command("console", "dom0.cli.console:cmd_console", "attach to a guest's serial console (Ctrl-] detaches)")
+    p.add_argument("guest", metavar="GUEST")
+
+    p = command("dmesg", "dom0.cli.support:cmd_dmesg", "the hypervisor's log, or a guest's console and libvirt log")
+    p.add_argument("guest", nargs="?", metavar="GUEST", help="show this guest's logs instead")
+    _add_json(p)
+
+    p = command(
+        "support-bundle",
+        "dom0.cli.support:cmd_support_bundle",
+        "save host facts, every guest's state, definitions and logs in one tar.gz (do this before a reboot)",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: dom0-support-HOST-TIME.tar.gz)")
+    _add_json(p)
+
+    _add_saves(command)
+
+    _add_clone(command)
+    _add_host(sub)
+    _add_image(sub)
+    return parser
+
+
+def _add_host(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "host shutdown and boot: save every guest in parallel, restore them all (a systemd unit runs these)"
+    host = sub.add_parser("host", help=text, description=text)
+    verbs = host.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, help in (
+        ("stop", "save every running guest (orderly shutdown if it cannot be saved; never destroy)"),
+        ("start", "restore every saved guest, then start the guests marked to start at boot"),
+    ):
+        p = verbs.add_parser(verb, help=help, description=help)
+        p.set_defaults(handler=f"dom0.cli.host:cmd_host_{verb}")
+        p.add_argument("guests", nargs="*", metavar="GUEST", help="only these guests (default: all)")
+        p.add_argument("--config", metavar="FILE", help="settings and per-guest exceptions (/etc/dom0/host.toml)")
+        p.add_argument("-d", "--dir", metavar="DIR", help="image directory (overrides the config's save.directory)")
+        p.add_argument("-n", "--dry-run", action="store_true", help="show what would happen, change nothing")
+        _add_json(p)
+
+
+def _add_control(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     p = command("create", "dom0.cli.control:cmd_create", "start a guest from a libvirt XML file (not kept defined)")
     p.add_argument("file", metavar="FILE", help="libvirt domain XML (an xl.cfg file with -c xl://)")
     p.add_argument("--console", action="store_true", help="attach to its console once started (like xm create -c)")
@@ -93,42 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when not on a terminal)")
     _add_json(p)
 
-    p = command("console", "dom0.cli.console:cmd_console", "attach to a guest's serial console (Ctrl-] detaches)")
-    p.add_argument("guest", metavar="GUEST")
 
-    p = command("dmesg", "dom0.cli.support:cmd_dmesg", "the hypervisor's log, or a guest's console and libvirt log")
-    p.add_argument("guest", nargs="?", metavar="GUEST", help="show this guest's logs instead")
-    _add_json(p)
-
+def _add_clone(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     p = command(
-        "support-bundle",
-        "dom0.cli.support:cmd_support_bundle",
-        "save host facts, every guest's state, definitions and logs in one tar.gz (do this before a reboot)",
+        "clone", "dom0.cli.clone:cmd_clone", "copy a guest, running or not, with its own name, MACs and identity"
     )
-    p.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: dom0-support-HOST-TIME.tar.gz)")
+    p.add_argument("source", metavar="SOURCE", help="the guest to copy")
+    p.add_argument("new", metavar="NEW", help="the clone's name")
+    p.add_argument("--hostname", metavar="H", help="the clone's hostname (written inside its filesystem)")
+    p.add_argument("--ip", metavar="ADDR/PREFIX", help="the clone's static address, in the guest's own config format")
+    p.add_argument("--gateway", metavar="GW", help="its default gateway (with --ip)")
+    p.add_argument("--mac", action="append", metavar="auto|MAC", help="MAC per NIC, in order (default: new ones)")
+    p.add_argument("--memory", type=int, metavar="MIB", help="the clone's memory")
+    p.add_argument("--vcpus", type=int, metavar="N", help="the clone's virtual CPUs")
+    p.add_argument(
+        "--mode",
+        choices=("auto", "snapshot", "reflink", "overlay", "copy"),
+        default="auto",
+        help="how disks are copied (auto: LV snapshot, reflink, or a copy when the source is stopped or paused)",
+    )
+    p.add_argument("--pause", action="store_true", help="pause the source while its disks are copied")
+    p.add_argument("--offline", action="store_true", help="require the source to be shut off")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print the plan, change nothing")
     _add_json(p)
-
-    _add_saves(command)
-    _add_host(sub)
-    _add_image(sub)
-    return parser
-
-
-def _add_host(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    text = "host shutdown and boot: save every guest in parallel, restore them all (a systemd unit runs these)"
-    host = sub.add_parser("host", help=text, description=text)
-    verbs = host.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for verb, help in (
-        ("stop", "save every running guest (orderly shutdown if it cannot be saved; never destroy)"),
-        ("start", "restore every saved guest, then start the guests marked to start at boot"),
-    ):
-        p = verbs.add_parser(verb, help=help, description=help)
-        p.set_defaults(handler=f"dom0.cli.host:cmd_host_{verb}")
-        p.add_argument("guests", nargs="*", metavar="GUEST", help="only these guests (default: all)")
-        p.add_argument("--config", metavar="FILE", help="settings and per-guest exceptions (/etc/dom0/host.toml)")
-        p.add_argument("-d", "--dir", metavar="DIR", help="image directory (overrides the config's save.directory)")
-        p.add_argument("-n", "--dry-run", action="store_true", help="show what would happen, change nothing")
-        _add_json(p)
 
 
 def _add_saves(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:

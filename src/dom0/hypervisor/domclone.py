@@ -46,12 +46,11 @@ class ClonedXml:
 
 
 def per_guest_path(path: str, old_name: str, new_name: str) -> str:
-    """The clone's own version of a file path the source owns: its name swapped in, or added to the file name."""
+    """The clone's own version of a file the source owns, in the same directory (which exists): the source's name
+    in the file name swapped for the clone's, or the clone's name put in front."""
     p = PurePosixPath(path)
     if old_name and old_name in p.name:
         return str(p.with_name(p.name.replace(old_name, new_name)))
-    if old_name and old_name in p.parts:
-        return str(PurePosixPath(*(new_name if part == old_name else part for part in p.parts)))
     return str(p.with_name(f"{new_name}-{p.name}"))
 
 
