@@ -177,7 +177,8 @@ def _check_clone_boots(dom0: Dom0, src: Source, clone: str, out: dict[str, objec
     assert machine_id == "uninitialized"
 
 
-def test_clone_a_running_guest_by_reflink(dom0: Dom0, make_source: MakeSource, btrfs_dir: Path) -> None:
+def test_clone_a_running_guest_by_reflink(btrfs_dir: Path, dom0: Dom0, make_source: MakeSource) -> None:
+    # btrfs_dir first: set up before the guests, so it is unmounted after they are gone
     src = make_source(btrfs_dir)
     assert src.identity()[0] == "source-vm"
     before = _sha(src.root)
@@ -200,7 +201,7 @@ def test_clone_a_running_guest_by_reflink(dom0: Dom0, make_source: MakeSource, b
     assert src.identity()[0] == "source-vm"
 
 
-def test_clone_with_pause_copies_then_resumes(dom0: Dom0, make_source: MakeSource, ext4_dir: Path) -> None:
+def test_clone_with_pause_copies_then_resumes(ext4_dir: Path, dom0: Dom0, make_source: MakeSource) -> None:
     src = make_source(ext4_dir)
     src.identity()
     before = _sha(src.root)
@@ -226,7 +227,7 @@ def test_clone_with_pause_copies_then_resumes(dom0: Dom0, make_source: MakeSourc
     assert "already exists" in again.stderr
 
 
-def test_overlay_clone_of_a_running_qcow2_guest(dom0: Dom0, make_source: MakeSource, ext4_dir: Path) -> None:
+def test_overlay_clone_of_a_running_qcow2_guest(ext4_dir: Path, dom0: Dom0, make_source: MakeSource) -> None:
     src = make_source(ext4_dir, fmt="qcow2", swap=False)
     src.identity()
     clone = _clone_name("o")
@@ -245,13 +246,13 @@ def test_overlay_clone_of_a_running_qcow2_guest(dom0: Dom0, make_source: MakeSou
 def test_a_failed_clone_removes_exactly_what_it_created(dom0: Dom0, make_source: MakeSource) -> None:
     small = WORK / f"small-{SESSION}"
     small.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m,mode=0755", "dom0test-small", str(small)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "dom0test-small", str(small)], check=True)
     try:
         src = make_source(small)
         src.identity()
-        # a second disk full of data: the clone's copies cannot both fit in 100 MiB
+        # a second disk full of data: the clone's copy of it cannot fit beside it in 64 MiB
         data = src.dir / "data.img"
-        subprocess.run(["dd", "if=/dev/urandom", f"of={data}", "bs=1M", "count=30", "status=none"], check=True)
+        subprocess.run(["dd", "if=/dev/urandom", f"of={data}", "bs=1M", "count=35", "status=none"], check=True)
         virsh("attach-disk", src.name, str(data), "vdc", "--persistent")
         listing = sorted(p.name for p in src.dir.iterdir())
         clone = _clone_name("f")
