@@ -267,3 +267,35 @@ def test_a_failed_clone_removes_exactly_what_it_created(dom0: Dom0, make_source:
             if name.startswith(f"dom0test-{SESSION}-src"):
                 virsh("destroy", name, check=False)
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_export_then_import_under_a_new_name_boots(
+    ext4_dir: Path, dom0: Dom0, make_source: MakeSource, tmp_path: Path
+) -> None:
+    src = make_source(ext4_dir)
+    src.identity()
+    dom0("shutdown", src.name, "--wait", "--timeout", "60")
+    out = json.loads(dom0("export", src.name, str(tmp_path / "media"), "--json").stdout)
+    exported = Path(out["directory"])
+    assert sorted(p.name for p in exported.iterdir()) == ["definition.xml", "manifest.json", "vda.raw.zst"]
+    assert [d["file"] for d in out["disks"]] == ["vda.raw.zst", ""]  # swap: made afresh, not carried
+
+    # a damaged copy is refused before anything is written
+    stored = exported / "vda.raw.zst"
+    good = stored.read_bytes()
+    stored.write_bytes(good[:-10] + bytes(10))
+    new = _clone_name("i")
+    r = dom0("import", str(exported), "--name", new, "--storage", str(src.dir), check=False)
+    assert r.returncode == 1
+    assert "damaged" in r.stderr
+    assert not list(src.dir.glob(f"{new}*"))
+    stored.write_bytes(good)
+
+    dom0("import", str(exported), "--name", new, "--storage", str(src.dir))
+    disk = src.dir / f"{new}-vda.img"
+    assert disk.stat().st_blocks * 512 < disk.stat().st_size  # written sparse
+    assert _sha(disk) == _sha(src.root)
+    virsh("start", new)
+    hostname, _, mac, _ = src.identity(_new_console(src, new))
+    assert hostname == "source-vm"  # a move, not a clone: the inside is as it was
+    assert mac not in src.identity()[2]  # but a second copy on this host has its own MAC

@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_saves(command)
 
     _add_clone(command)
+    _add_transfer(command)
     _add_host(sub)
     _add_image(sub)
     return parser
@@ -158,6 +159,20 @@ def _add_clone(command: Callable[[str, str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--pause", action="store_true", help="pause the source while its disks are copied")
     p.add_argument("--offline", action="store_true", help="require the source to be shut off")
     p.add_argument("-n", "--dry-run", action="store_true", help="print the plan, change nothing")
+    _add_json(p)
+
+
+def _add_transfer(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    p = command("export", "dom0.cli.transfer:cmd_export", "write a guest (definition, compressed disks) to DIR/NAME")
+    p.add_argument("guest", metavar="GUEST")
+    p.add_argument("dir", metavar="DIR", help="where DIR/NAME/ is written (it must not exist)")
+    p.add_argument("--pause", action="store_true", help="export a running guest, paused while its disks are read")
+    _add_json(p)
+    p = command("import", "dom0.cli.transfer:cmd_import", "define a guest from a `dom0 export` directory")
+    p.add_argument("dir", metavar="DIR", help="the exported DIR/NAME directory")
+    p.add_argument("--name", metavar="N", help="a new name (then also a new UUID and MACs)")
+    p.add_argument("--storage", metavar="DIR|VG", help="where the disks go (default /var/lib/libvirt/images)")
+    p.add_argument("-n", "--dry-run", action="store_true", help="check the export and show the plan")
     _add_json(p)
 
 
