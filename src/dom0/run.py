@@ -102,4 +102,3 @@ def spawn_pty(cmd: Sequence[str]) -> PtyProcess:
     finally:
         os.close(terminal)
     return PtyProcess(proc, controller)
-
