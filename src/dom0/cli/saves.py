@@ -182,12 +182,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"no saved guests in {args.all}")
         return 0
     with hypervisor(args) as hv:
-        checked = batch.run_all(paths, lambda p: p.name, lambda p: stream.plan_restore(hv, p, paused=args.paused), 1)
+        # Checking reads every image whole (size, checksum, header): done for all images at once.
+        jobs = args.jobs or batch.default_jobs(paths[0].parent, len(paths))
+        checkers = PerThread(hv)
+        try:
+            checked = batch.run_all(
+                paths, lambda p: p.name, lambda p: stream.plan_restore(checkers.get(), p, paused=args.paused), jobs
+            )
+        finally:
+            checkers.close()
         plans = [o.value for o in checked if o.value is not None]
         refused = [o for o in checked if not o.ok]
         if args.dry_run:
             return _print_restore_plan(args, plans, refused)
-        jobs = args.jobs or batch.default_jobs(paths[0].parent, len(plans))
         started = time.monotonic()
         workers = PerThread(hv)
         with board(not args.json) as progress:

@@ -223,18 +223,23 @@ class PerThread:
 
     def __init__(self, hv: Hypervisor) -> None:
         self._first = hv
+        self._first_taken = False
         self._local = threading.local()
         self._opened: list[Hypervisor] = []
         self._lock = threading.Lock()
 
     def get(self) -> Hypervisor:
-        """This thread's connection (opened on first use)."""
+        """This thread's connection: the given one for the first thread that asks, a new one for the others."""
         hv: Hypervisor | None = getattr(self._local, "hv", None)
         if hv is None:
-            hv = connect(UriChoice(self._first.uri, "a worker's own connection"))
-            self._local.hv = hv
             with self._lock:
-                self._opened.append(hv)
+                if not self._first_taken:
+                    self._first_taken, hv = True, self._first
+            if hv is None:
+                hv = connect(UriChoice(self._first.uri, "a worker's own connection"))
+                with self._lock:
+                    self._opened.append(hv)
+            self._local.hv = hv
         return hv
 
     def close(self) -> None:
