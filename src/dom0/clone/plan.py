@@ -18,7 +18,7 @@ from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
 from dom0.guest.editors import EXT_TYPES
 from dom0.guest.identity import IdentityChange, plan_identity
 from dom0.hypervisor import Hypervisor
-from dom0.hypervisor.domclone import CloneChange, DiskRewrite, clone_xml, per_guest_path
+from dom0.hypervisor.domclone import CloneChange, DiskRewrite, clone_definition, per_guest_path
 from dom0.image.layout import scan
 from dom0.image.osinspect import find_roots
 from dom0.image.source import open_image
@@ -138,7 +138,7 @@ def plan_clone(hv: Hypervisor, source_ref: str, options: CloneOptions, rng: rand
         memory_mib=options.memory_mib,
         vcpus=options.vcpus,
     )
-    cloned = clone_xml(hv.editable_definition(source.uuid), change)
+    cloned = clone_definition(hv.editable_definition(source.uuid), change)
     identity = IdentityChange(
         hostname=options.hostname,
         address=options.address,

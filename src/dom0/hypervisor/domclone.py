@@ -185,3 +185,43 @@ def _files(
     old = (nvram.text or "").strip()
     nvram.text = per_guest_path(old, old_name, new_name)
     return old, nvram.text
+
+
+def clone_definition(definition: str, change: CloneChange) -> ClonedXml:
+    """The clone's definition in the source's own format: libvirt XML, or an xl.cfg on xl://."""
+    if definition.lstrip().startswith("<"):
+        return clone_xml(definition, change)
+    return clone_xl_cfg(definition, change)
+
+
+def clone_xl_cfg(text: str, change: CloneChange) -> ClonedXml:
+    """The clone's xl.cfg: the source's file with only the settings that differ rewritten (comments stay)."""
+    from dataclasses import replace
+
+    from dom0.hypervisor import xlcfg
+    from dom0.model import DiskSource
+
+    doc = xlcfg.parse(text, "the source's xl.cfg")
+    config = xlcfg.guest_config(doc)
+    if len(change.macs) != len(config.nics):
+        raise Dom0Error(f"the source has {len(config.nics)} vifs but {len(change.macs)} MACs were given")
+    disks = []
+    for disk in config.disks:
+        rewrite = change.disks.get(disk.target)
+        kind = DiskSource.BLOCK if rewrite and rewrite.block else DiskSource.FILE
+        disks.append(
+            disk if rewrite is None else replace(disk, source=rewrite.path, source_kind=kind, format=rewrite.format)
+        )
+    new = replace(
+        config,
+        name=change.name,
+        uuid=change.uuid,
+        disks=tuple(disks),
+        nics=tuple(replace(n, mac=mac) for n, mac in zip(config.nics, change.macs, strict=True)),
+        memory_mib=change.memory_mib or config.memory_mib,
+        max_memory_mib=max(change.memory_mib, config.max_memory_mib) if change.memory_mib else config.max_memory_mib,
+        vcpus=change.vcpus or config.vcpus,
+        max_vcpus=max(change.vcpus, config.max_vcpus) if change.vcpus else config.max_vcpus,
+    )
+    xlcfg.apply_config(doc, new)
+    return ClonedXml(doc.render())

@@ -125,3 +125,27 @@ def test_new_macs_use_the_hypervisors_prefix_and_avoid_taken_ones() -> None:
         new_macs(["01:00:5e:00:00:01"], 1, [], KVM_PREFIX, rng)
     with pytest.raises(UsageError, match="2 --mac given"):
         new_macs(["auto", "auto"], 1, [], KVM_PREFIX, rng)
+
+
+def test_an_xl_cfg_clone_changes_only_what_differs() -> None:
+    from pathlib import Path
+
+    from dom0.hypervisor.domclone import clone_definition
+
+    text = (Path(__file__).resolve().parents[2] / "data/xen/cfg/build-pvh.cfg").read_text()
+    change = CloneChange(
+        name="build2",
+        uuid="99999999-8888-4777-8666-555555555555",
+        macs=("00:16:3e:12:34:56",),
+        disks={"xvda": DiskRewrite("/dev/vg0/build2-root", block=True)},
+    )
+    out = clone_definition(text, change).xml
+    assert 'name = "build2"' in out
+    assert "99999999-8888-4777-8666-555555555555" in out
+    assert "/dev/vg0/build2-root" in out
+    assert "/dev/vg0/build-root" not in out
+    assert "build-cache.qcow2" in out  # not rewritten: shared as it is
+    assert "00:16:3e:12:34:56" in out
+    assert "00:16:3e:7b:00:01" not in out
+    assert "# PVH build runner" in out  # comments stay
+    assert 'tsc_mode = "native"' in out  # settings dom0 does not model stay too
