@@ -24,6 +24,7 @@ from typing import Any
 from dom0 import storage
 from dom0.clone.macs import KVM_PREFIX, XEN_PREFIX, new_macs
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
+from dom0.filedata import read_json, sha256_file
 from dom0.hypervisor import Hypervisor
 from dom0.hypervisor.domclone import CloneChange, DiskRewrite, clone_xml
 from dom0.model import DiskSource, GuestState
@@ -79,12 +80,7 @@ class ExportManifest:
     def read(cls, directory: Path) -> ExportManifest:
         """Load and validate DIR/manifest.json; Dom0Error naming the problem."""
         path = directory / "manifest.json"
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise Dom0Error(f"{path} does not exist", "give the directory `dom0 export` wrote (DIR/NAME)") from exc
-        except (OSError, ValueError) as exc:
-            raise Dom0Error(f"cannot read {path}: {exc}") from exc
+        doc = read_json(path, "give the directory `dom0 export` wrote (DIR/NAME)")
         if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
             raise Dom0Error(f"{path} is not a dom0 export manifest (version {FORMAT_VERSION})")
         try:
@@ -308,11 +304,7 @@ def _verify(path: Path, disk: ExportedDisk) -> None:
         raise Dom0Error(f"{path} is missing from the export") from exc
     if size != disk.stored_bytes:
         raise Dom0Error(f"{path} is damaged: {size} bytes, the manifest says {disk.stored_bytes}")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(4 * CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != disk.stored_sha256:
+    if sha256_file(path) != disk.stored_sha256:
         raise Dom0Error(f"{path} is damaged: its checksum does not match the manifest's", "copy the export again")
 
 

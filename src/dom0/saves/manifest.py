@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dom0.errors import Dom0Error
+from dom0.filedata import read_json
 from dom0.model import SaveFormat
 from dom0.saves.codec import Compression
 
@@ -98,12 +99,7 @@ def image_path(directory: Path, name: str, compression: Compression) -> Path:
 
 def read(path: Path) -> Manifest:
     """Load and validate the manifest at `path`."""
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise Dom0Error(f"{path} does not exist", "`ls` the save directory; dom0 writes NAME.manifest.json") from exc
-    except (OSError, ValueError) as exc:
-        raise Dom0Error(f"cannot read {path}: {exc}") from exc
+    doc = read_json(path, "`ls` the save directory; dom0 writes NAME.manifest.json")
     return Manifest.from_json(doc, str(path))
 
 

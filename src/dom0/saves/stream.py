@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError
+from dom0.filedata import sha256_file
 from dom0.hypervisor import Hypervisor
 from dom0.model import Guest, GuestState, SaveFormat
 from dom0.saveimage import HEAD_BYTES, ImageHeader, StreamFixer, fixer_for, sniff
@@ -243,7 +244,7 @@ def plan_restore(hv: Hypervisor, path: Path, *, paused: bool = False) -> Restore
             f"{image} is damaged: {size} bytes, its manifest says {record.stored_bytes}",
             "the save was cut short or the file was changed; it cannot be restored safely",
         )
-    digest = _sha256(image)
+    digest = sha256_file(image)
     if digest != record.sha256:
         raise Dom0Error(
             f"{image} is damaged: its checksum does not match the manifest's",
@@ -305,14 +306,6 @@ def _check_not_running(hv: Hypervisor, ref: str, name: str) -> None:
             f"{name} is already running ({current.state}): restoring its image would start it twice",
             f"shut it down first if the image is what you want (`dom0 shutdown {name}`), or remove the image",
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK * 4):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _head(image: Path, compression: Compression) -> bytes:
