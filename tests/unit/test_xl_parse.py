@@ -251,3 +251,17 @@ def test_real_xentop_two_iterations_with_vcpu_lines() -> None:
     assert (dom0.cpu_s, io.cpu_s) == (138, 14)
     assert io.vbds[0].rd_reqs == 108
     assert len(io.nets) == 1
+
+
+def test_list_skips_a_domain_still_being_restored() -> None:
+    # seen in the lab while `xl restore` built a domain: no name in xenstore yet, suspended, reason out of range
+    text = (
+        "Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
+        "Domain-0                                     0  1024     1     r-----      49.3\n"
+        "(null)                                   25970 14743834271507826     1     r-ps?-       0.0\n"
+        "web1                                         7   128     1     ---sw-       1.0\n"
+    )
+    assert [(r.name, r.state) for r in xlparse.parse_list(text)] == [
+        ("Domain-0", GuestState.RUNNING),
+        ("web1", GuestState.SHUTDOWN),
+    ]

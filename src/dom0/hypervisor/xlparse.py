@@ -64,8 +64,9 @@ class ListRow:
 
 
 # Name, ID, Mem, VCPUs, State, Time(s); the name is printed with %-40s and may contain spaces.
+# State (xl_list.c): r, b, p, s, then the shutdown reason ('-rscwS', '?' when out of range), then d.
 _LIST_ROW = re.compile(
-    r"^(?P<name>.+?)\s+(?P<id>\d+)\s+(?P<mem>\d+)\s+(?P<vcpus>\d+)\s+(?P<flags>[rbpscd-]{6})\s+"
+    r"^(?P<name>.+?)\s+(?P<id>\d+)\s+(?P<mem>\d+)\s+(?P<vcpus>\d+)\s+(?P<flags>[rbpscwSd?-]{6})\s+"
     r"(?P<time>\d+(?:\.\d+)?)(?:\s.*)?$"
 )
 
@@ -79,6 +80,9 @@ def parse_list(text: str) -> list[ListRow]:
         m = _LIST_ROW.match(line.rstrip())
         if not m:
             raise Dom0Error(f"cannot read this line of `xl list`: {line.strip()!r}", "is this Xen's xl?")
+        if m.group("name").strip() == "(null)":
+            # a domain `xl create`/`xl restore` is still building (seen as "(null) ... r-ps?-"): not a guest yet
+            continue
         rows.append(
             ListRow(
                 name=m.group("name").strip(),
