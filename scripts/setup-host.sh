@@ -12,6 +12,8 @@ PACKAGES=(
   fdisk btrfs-progs xfsprogs dosfstools mtools lvm2 file
   # bench/image_inspect_bench.py: virt-inspector, the helper-VM tool dom0 image inspect is measured against
   libguestfs-tools
+  # bench/clone_bench.py: virt-clone, the libvirt tool dom0 clone is measured against
+  virtinst
   # the Xen lab (tests/xen): debootstrap builds dom0's root, mkfs.ext4 -d packs it, debugfs reads results back
   debootstrap e2fsprogs
 )
