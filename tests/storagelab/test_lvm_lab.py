@@ -90,6 +90,17 @@ def test_snapshot_overflow_is_detected(vg: str) -> None:
     assert lvm.lv_info(vg, "clone") is None
 
 
+def test_sizes_that_are_not_whole_sectors_are_rounded_up(vg: str) -> None:
+    odd = 8 * MiB + 1  # a raw image file's size need not be a multiple of 512
+    created = lvm.create_lv(vg, "odd", odd)
+    info = lvm.lv_info(vg, "odd")
+    assert info is not None
+    assert info.size_bytes >= odd
+    origin = probe(created.path, "raw")
+    snap = lvm.snapshot(origin, "odd-snap", odd)
+    assert not lvm.snapshot_overflowed(snap)
+
+
 def test_free_extents_checked_before_lvcreate(vg: str) -> None:
     free = lvm.vg_free_bytes(vg)
     with pytest.raises(Dom0Error, match="free extents"):

@@ -131,9 +131,9 @@ def mirror() -> str:
     raise RuntimeError("no Debian mirror in apt's sources; set MIRROR")
 
 
-def recipe_key(kv: str) -> str:
+def recipe_key(kv: str, packages: tuple[str, ...] = PACKAGES) -> str:
     """The cache key of the debootstrapped root: suite, packages, recipe version, kernel version."""
-    text = "\n".join([SUITE, RECIPE_VERSION, kv, *PACKAGES])
+    text = "\n".join([SUITE, RECIPE_VERSION, kv, *packages])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -149,11 +149,12 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def cached_root(kv: str, log: Log) -> Path:
-    """The debootstrapped dom0 root for this recipe, built now unless the cache has it."""
-    base = CACHE / recipe_key(kv)
+def cached_root(kv: str, log: Log, packages: tuple[str, ...] = PACKAGES, marker: str = "usr/sbin/xl") -> Path:
+    """The debootstrapped root for this recipe (Xen's dom0 unless other `packages` are given, with `marker` a
+    file they install), built now unless the cache has it."""
+    base = CACHE / recipe_key(kv, packages)
     root = base / "root"
-    if (root / "usr/sbin/xl").exists() and (base / "complete").exists():
+    if (root / marker).exists() and (base / "complete").exists():
         log(f"xenlab: cached dom0 root {root}")
         return root
     partial = CACHE / f"{base.name}.partial"
@@ -161,7 +162,7 @@ def cached_root(kv: str, log: Log) -> Path:
     partial.mkdir(parents=True)
     log(f"xenlab: debootstrap {SUITE} into {partial} (a few minutes, once per recipe)")
     run.run(
-        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(partial / "root"), mirror()],
+        ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(partial / "root"), mirror()],
         timeout=1800,
     )
     (partial / "root/lib/modules").mkdir(parents=True, exist_ok=True)

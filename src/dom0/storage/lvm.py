@@ -236,6 +236,12 @@ def _refuse_existing(vg: str, name: str) -> None:
         raise Dom0Error(f"LV {vg}/{name} already exists", "choose another name; dom0 never overwrites an LV")
 
 
+def _size_arg(size_bytes: int) -> str:
+    """`size_bytes` for lvcreate, rounded up to whole sectors: lvcreate rejects a byte size that is not a multiple
+    of 512 ("Error during parsing of command line"); it rounds up to whole extents itself."""
+    return f"{-(-size_bytes // 512) * 512}b"
+
+
 def _lvcreate(vg: str, name: str, args: list[str], what: str) -> Created:
     try:
         run.run(["lvcreate", "--yes", "--name", name, *args], timeout=300)
@@ -257,9 +263,9 @@ def create_lv(vg: str, name: str, size_bytes: int, thin_pool: str = "") -> Creat
     _refuse_existing(vg, name)
     if thin_pool:
         _check_name(thin_pool, "thin pool")
-        return _lvcreate(vg, name, ["--virtualsize", f"{size_bytes}b", "--thinpool", f"{vg}/{thin_pool}"], "LV")
+        return _lvcreate(vg, name, ["--virtualsize", _size_arg(size_bytes), "--thinpool", f"{vg}/{thin_pool}"], "LV")
     _check_free(vg_info(vg), size_bytes, f"LV {name}")
-    return _lvcreate(vg, name, ["--size", f"{size_bytes}b", vg], "LV")
+    return _lvcreate(vg, name, ["--size", _size_arg(size_bytes), vg], "LV")
 
 
 def snapshot(origin: Volume, name: str, size_bytes: int) -> Created:
@@ -274,7 +280,7 @@ def snapshot(origin: Volume, name: str, size_bytes: int) -> Created:
     if origin.segtype == "thin":
         return _lvcreate(origin.vg, name, ["--snapshot", "--setactivationskip", "n", target], "snapshot")
     _check_free(vg_info(origin.vg), size_bytes, f"snapshot {name}")
-    return _lvcreate(origin.vg, name, ["--snapshot", "--size", f"{size_bytes}b", target], "snapshot")
+    return _lvcreate(origin.vg, name, ["--snapshot", "--size", _size_arg(size_bytes), target], "snapshot")
 
 
 def snapshot_overflowed(c: Created) -> bool:

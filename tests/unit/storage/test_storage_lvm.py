@@ -222,7 +222,8 @@ def test_create_lv_checks_free_space_then_creates(fake: FakeLvm) -> None:
     created = lvm.create_lv("vg0", "clone", 8 * 4 * MiB + 1)  # rounds up to 9 extents: fits in 100
     assert created.lv_uuid == "NEW001"
     cmd = next(c for c in fake.commands if c[0] == "lvcreate")
-    assert cmd[-3:] == ["--size", f"{8 * 4 * MiB + 1}b", "vg0"]
+    # whole sectors: real lvcreate rejects a byte size that is not a multiple of 512
+    assert cmd[-3:] == ["--size", f"{8 * 4 * MiB + 512}b", "vg0"]
 
 
 def test_remove_only_by_uuid(fake: FakeLvm) -> None:
