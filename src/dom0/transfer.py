@@ -120,12 +120,14 @@ def export_guest(
             (out / f"definition.{ext}").write_text(definition)
             disks = []
             for disk in hv.details(guest.uuid).disks:
-                if (
-                    disk.device != "disk"
-                    or disk.readonly
-                    or disk.source_kind not in (DiskSource.FILE, DiskSource.BLOCK)
-                ):
+                if disk.device != "disk" or disk.readonly or disk.source_kind is DiskSource.NONE:
                     continue
+                if disk.source_kind not in _COPIED:
+                    raise Dom0Error(
+                        f"{disk.target} is a {disk.source_kind} disk ({disk.source}): dom0 exports files and block "
+                        "devices only",
+                        "give the guest the volume's path (`virsh vol-path`)",
+                    )
                 progress = bar(disk.target, 0) if bar else _quiet
                 disks.append(_export_disk(Path(disk.source), disk.format, disk.target, out, progress))
         manifest = ExportManifest(

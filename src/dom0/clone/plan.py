@@ -209,8 +209,14 @@ def _check_new_name(hv: Hypervisor, name: str) -> None:
 
 def _disk_step(disk: Disk, source: Guest, options: CloneOptions, live: bool) -> DiskStep:
     """How this disk is cloned; `live` means the source keeps running while its data is read."""
-    if disk.device != "disk" or disk.readonly or disk.source_kind not in (DiskSource.FILE, DiskSource.BLOCK):
+    if disk.device != "disk" or disk.readonly or disk.source_kind is DiskSource.NONE:
         return DiskStep(disk.target, Method.SHARE, disk.source, disk.source, disk.format or "raw", 0)
+    if disk.source_kind not in (DiskSource.FILE, DiskSource.BLOCK):
+        # Sharing a writable disk between two guests would corrupt it: refuse what dom0 cannot copy.
+        raise Dom0Error(
+            f"{disk.target} is a {disk.source_kind} disk ({disk.source}): dom0 clones files and block devices only",
+            "for a storage pool volume, give the guest the volume's path (`virsh vol-path`) or clone with virt-clone",
+        )
     volume = storage.probe(Path(disk.source), disk.format)
     swap = storage.swap_identity(volume.path)
     fmt = volume.format

@@ -149,3 +149,15 @@ def test_an_xl_cfg_clone_changes_only_what_differs() -> None:
     assert "00:16:3e:7b:00:01" not in out
     assert "# PVH build runner" in out  # comments stay
     assert 'tsc_mode = "native"' in out  # settings dom0 does not model stay too
+
+
+def test_a_writable_pool_volume_is_refused_not_shared() -> None:
+    from dom0.clone.plan import CloneOptions, _disk_step
+    from dom0.model import Disk, DiskSource, Guest, GuestState
+
+    source = Guest("web", "11111111-2222-4333-8444-555555555555", 1, GuestState.RUNNING, 1024, 1024, 1, 0)
+    volume = Disk("vda", DiskSource.VOLUME, "default/web.qcow2", format="qcow2")
+    with pytest.raises(Dom0Error, match="volume disk"):
+        _disk_step(volume, source, CloneOptions("web2"), live=True)
+    cdrom = Disk("sda", DiskSource.FILE, "/srv/iso/debian.iso", device="cdrom", readonly=True)
+    assert _disk_step(cdrom, source, CloneOptions("web2"), live=True).dest == "/srv/iso/debian.iso"  # shared
