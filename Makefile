@@ -39,7 +39,7 @@ test: setup lint
 
 # Every benchmark runs (a missed bar does not stop the others); bench/save_bench.py boots 4 guests of 256 MiB.
 bench: setup
-	@failed=""; for b in bench/*.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
+	@failed=""; for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "bars missed in:$$failed"; exit 1; fi
 
 clean: demo-clean

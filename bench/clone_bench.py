@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "tests" / "data"))
 
 import imagebuild  # noqa: E402  (the image builders live with the test data)
 import ostrees  # noqa: E402
+from benchkit import BenchFailure, wait_until  # noqa: E402  (beside this script)
 
 from dom0 import run  # noqa: E402
 from dom0.errors import CommandError  # noqa: E402
@@ -62,10 +63,6 @@ BAR_VS_DD = 3.0
 BAR_FAST_S = 1.0
 MiB = 1 << 20
 IDENTITY = re.compile(r"dom0test identity hostname=(\S*) ip=(\S*) mac=(\S*) machine-id=(\S*)")
-
-
-class BenchFailure(Exception):
-    """The bench cannot go on (a guest did not boot, a command failed); the message says why."""
 
 
 @dataclass
@@ -88,14 +85,6 @@ def guest_names() -> set[str]:
 
 def state(name: str) -> str:
     return virsh("domstate", name, check=False).strip()
-
-
-def wait_until(what: str, ready: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise BenchFailure(f"{what}: not within {timeout:g} s")
-        time.sleep(0.25)
 
 
 def drop_caches() -> None:
@@ -147,16 +136,7 @@ def build_root_disk(path: Path, scratch: Path) -> int:
     Returns the bytes of host files packed.
     """
     tree = ostrees.debian12().build(scratch / "tree")
-    (tree / "etc/hostname").write_text("source-vm\n")
-    (tree / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 source-vm\n")
-    (tree / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
-    (tree / "etc/network").mkdir(parents=True, exist_ok=True)
-    (tree / "etc/network/interfaces").write_text(
-        "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n    address 10.0.0.2/24\n"
-        "    gateway 10.0.0.1\n"
-    )
-    (tree / "etc/ssh").mkdir(parents=True, exist_ok=True)
-    (tree / "etc/ssh/ssh_host_ed25519_key").write_text("secret of the source\n")
+    guestkit.identity_tree(tree)
     packed = 0
     for src, size in _data_files(DATA_SOURCES):
         dst = tree / str(src).lstrip("/")

@@ -27,6 +27,8 @@ from types import FrameType
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchkit import BenchFailure, wait_until  # noqa: E402  (beside this script)
+
 from dom0 import run  # noqa: E402
 from dom0.errors import CommandError  # noqa: E402
 from integration import guestkit  # noqa: E402  (the test guests' kit lives with the integration tests)
@@ -64,10 +66,6 @@ class BenchGuest:
             return ""
 
 
-class BenchFailure(Exception):
-    """The bench cannot go on (a guest did not boot, a command failed); the message says why."""
-
-
 def virsh(*args: str, check: bool = True, timeout: float = 300) -> str:
     """virsh against qemu:///system, quiet; its stdout."""
     return run.run(["virsh", "-q", "-c", URI, *args], check=check, timeout=timeout).stdout.decode(errors="replace")
@@ -82,14 +80,6 @@ def timed(action: Callable[[], object]) -> float:
 
 def ticks(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"tick (\d+)", text)]
-
-
-def wait_until(what: str, ready: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise BenchFailure(f"{what}: not within {timeout:g} s")
-        time.sleep(0.25)
 
 
 def start_guests(kit: guestkit.Kit, data: Path) -> list[BenchGuest]:

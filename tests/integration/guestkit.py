@@ -421,3 +421,19 @@ def ready_count(log: Path) -> int:
         return len(re.findall(re.escape(READY), log.read_text(errors="replace")))
     except OSError:
         return 0
+
+
+def identity_tree(tree: Path) -> Path:
+    """Make a built OS tree the root a `identity` guest reads: hostname source-vm, static 10.0.0.2/24 on eth0,
+    a machine-id and an SSH host key (which a clone must not keep)."""
+    (tree / "etc/hostname").write_text("source-vm\n")
+    (tree / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 source-vm\n")
+    (tree / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    (tree / "etc/network").mkdir(parents=True, exist_ok=True)
+    (tree / "etc/network/interfaces").write_text(
+        "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n    address 10.0.0.2/24\n"
+        "    gateway 10.0.0.1\n"
+    )
+    (tree / "etc/ssh").mkdir(parents=True, exist_ok=True)
+    (tree / "etc/ssh/ssh_host_ed25519_key").write_text("secret of the source\n")
+    return tree

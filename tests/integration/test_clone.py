@@ -62,16 +62,7 @@ def _sha(path: Path) -> str:
 
 def _root_disk(path: Path, scratch: Path, fmt: str = "raw") -> Path:
     tree = ostrees.debian12().build(scratch / "tree")
-    (tree / "etc/hostname").write_text("source-vm\n")
-    (tree / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 source-vm\n")
-    (tree / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
-    (tree / "etc/network").mkdir(parents=True, exist_ok=True)
-    (tree / "etc/network/interfaces").write_text(
-        "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n    address 10.0.0.2/24\n"
-        "    gateway 10.0.0.1\n"
-    )
-    (tree / "etc/ssh").mkdir(parents=True, exist_ok=True)
-    (tree / "etc/ssh/ssh_host_ed25519_key").write_text("secret of the source\n")
+    guestkit.identity_tree(tree)
     raw = path if fmt == "raw" else path.with_suffix(".raw")
     imagebuild.mkfs("ext4", raw, 64 * MiB, str(uuidlib.uuid4()), "root", tree=tree)
     if fmt == "qcow2":
