@@ -17,6 +17,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import dissect
+
 from dom0 import run
 from xen import lab
 
@@ -57,6 +59,9 @@ def stage_root(root: Path, log: lab.Log) -> None:
     shutil.rmtree(opt, ignore_errors=True)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
     shutil.copytree(REPO / "src", opt / "src", ignore=skip)
+    # Debian has no dissect packages (the userspace filesystem readers the identity reset uses): they are pure
+    # Python, so the host venv's copies go along, beside src/ on the same PYTHONPATH.
+    shutil.copytree(Path(dissect.__path__[0]), opt / "src" / "dissect", ignore=skip)
     shutil.copytree(HERE, opt / "tests/storagelab", ignore=shutil.ignore_patterns(*HOST_ONLY, "__pycache__", "*.pyc"))
     shutil.copy2(HERE / "init", root / "storagelabinit")
     (root / "storagelabinit").chmod(0o755)

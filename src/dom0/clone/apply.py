@@ -33,7 +33,7 @@ def _no_bar(label: str, total: int) -> Callable[[int], None]:
 
 
 @dataclass
-class _Undo:
+class Undo:
     """What this run created, newest last."""
 
     volumes: list[storage.Created] = field(default_factory=list)
@@ -65,7 +65,7 @@ class CloneResult:
 
 def apply_clone(hv: Hypervisor, plan: ClonePlan, bar: BarFactory = _no_bar) -> CloneResult:
     """Carry out `plan`; on failure, everything it created is removed and the error says so."""
-    undo = _Undo()
+    undo = Undo()
     try:
         guest = hv.define(plan.definition)
         undo.defined = guest.uuid
@@ -74,10 +74,10 @@ def apply_clone(hv: Hypervisor, plan: ClonePlan, bar: BarFactory = _no_bar) -> C
             hv.external_snapshot(plan.source.uuid, {d.target: d.source_overlay for d in overlays})
         with _paused(hv, plan):
             for step in plan.disks:
-                _clone_disk(step, undo, bar)
+                clone_disk(step, undo, bar)
         if plan.nvram:
             undo.volumes.append(storage.sparse_copy(Path(plan.nvram[0]), Path(plan.nvram[1]), lambda n: None))
-        edits = _reset_identity(plan)
+        edits = reset_identity(plan)
     except BaseException as exc:
         left = undo.rollback(hv)
         what = exc.message if isinstance(exc, Dom0Error) else (str(exc) or type(exc).__name__)
@@ -101,7 +101,8 @@ def _paused(hv: Hypervisor, plan: ClonePlan) -> Iterator[None]:
             hv.resume(plan.source.uuid)
 
 
-def _clone_disk(step: DiskStep, undo: _Undo, bar: BarFactory) -> None:
+def clone_disk(step: DiskStep, undo: Undo, bar: BarFactory) -> None:
+    """Make the clone's copy of one disk; what it creates is recorded in `undo`."""
     src, dest = Path(step.source), Path(step.dest)
     progress = bar(f"{step.target} ({step.method})", step.size_bytes)
     if step.method is Method.SHARE:
@@ -125,24 +126,30 @@ def _clone_disk(step: DiskStep, undo: _Undo, bar: BarFactory) -> None:
     elif step.method is Method.SNAPSHOT_COPY:
         origin = storage.probe(src)
         snap = storage.snapshot(origin, f"{step.lv_name}-dom0snap", storage.snapshot_size(origin))
+        overflow = Dom0Error(
+            f"the snapshot of {step.source} filled up during the copy: the copy is not consistent",
+            "clone when the guest writes less, or pause it with --pause",
+        )
         try:
             undo.volumes.append(storage.create_lv(step.vg, step.lv_name, step.size_bytes))
-            storage.copy_to_lv(snap.path, dest, step.size_bytes, progress)
+            try:
+                storage.copy_to_lv(snap.path, dest, step.size_bytes, progress)
+            except Dom0Error as exc:
+                # an overflowing snapshot turns invalid and its reads fail: say why rather than "I/O error"
+                if storage.snapshot_overflowed(snap):
+                    raise overflow from exc
+                raise
             if storage.snapshot_overflowed(snap):
-                raise Dom0Error(
-                    f"the snapshot of {step.source} filled up during the copy: the copy is not consistent",
-                    "clone when the guest writes less, or pause it with --pause",
-                )
+                raise overflow
         finally:
             storage.remove_created(snap)  # exactly the snapshot this run made
     progress(step.size_bytes)
 
 
-def _reset_identity(plan: ClonePlan) -> tuple[str, ...]:
+def reset_identity(plan: ClonePlan) -> tuple[str, ...]:
     """Find the clone's root filesystem among its copied disks and reset its identity there; what was edited."""
     for step in plan.copied:
-        with _raw_view(step) as path:
-            source = open_image(path)
+        with _raw_view(step) as path, open_image(path) as source:  # closed: an LV held open cannot be removed
             roots = find_roots(source, scan(source))
             if not roots:
                 continue

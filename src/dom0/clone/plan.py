@@ -171,19 +171,21 @@ def _preview_identity(steps: tuple[DiskStep, ...], change: IdentityChange, notes
         if step.method in (Method.SHARE, Method.SWAP):
             continue
         try:
-            source = open_image(step.source)
-            roots = find_roots(source, scan(source))
+            with open_image(step.source) as source:
+                roots = find_roots(source, scan(source))
+                if roots:
+                    fs, tree, system = roots[0]
+                    if fs.type not in EXT_TYPES:
+                        raise Dom0Error(
+                            f"the guest's root filesystem is {fs.type}: dom0 edits ext2/3/4 from userspace only",
+                            "clone it with virt-clone and reset its identity with virt-sysprep",
+                        )
+                    return tuple(str(e) for e in plan_identity(tree, system, change))
         except Dom0Error as exc:
+            if "root filesystem is" in exc.message:
+                raise
             notes.append(f"cannot read {step.target} to plan the identity reset: {exc.message}")
             continue
-        if roots:
-            fs, tree, system = roots[0]
-            if fs.type not in EXT_TYPES:
-                raise Dom0Error(
-                    f"the guest's root filesystem is {fs.type}: dom0 edits ext2/3/4 from userspace only",
-                    "clone it with virt-clone and reset its identity with virt-sysprep",
-                )
-            return tuple(str(e) for e in plan_identity(tree, system, change))
     if change.hostname or change.address:
         raise Dom0Error("no operating system found on the guest's disks: cannot set its hostname or IP")
     notes.append("no operating system found on the guest's disks: its identity inside is not reset")
