@@ -80,19 +80,23 @@ def test_list_long_json_shows_disk_nic_and_boot_of_a_pvh_guest(uri: str, pvh_gue
 
 
 def test_top_batch_json_shows_the_guests_vbd_and_nic(uri: str, pv_guest: LabGuest) -> None:
-    # 3 s between samples: the guest writes once per 1 s sleep plus the write's own time, so a 1 s window can miss it
-    out = dom0(uri, "top", "--batch", "-n", "2", "-d", "3", "--json").stdout
+    # 3 s between samples: the guest writes once per 1 s sleep plus the write's own time, so a 1 s window can miss
+    # it; and under emulation a busy dom0 can starve the guest for a whole window, so three windows are looked at.
+    out = dom0(uri, "top", "--batch", "-n", "4", "-d", "3", "--json").stdout
     samples = [json.loads(line) for line in out.splitlines() if line.strip()]
-    assert len(samples) == 2, out
-    mine = [r for r in samples[-1]["guests"] if r["name"] == pv_guest.name]
-    assert len(mine) == 1, samples[-1]
-    row = mine[0]
+    assert len(samples) == 4, out
+    rows = []
+    for sample in samples[1:]:
+        mine = [r for r in sample["guests"] if r["name"] == pv_guest.name]
+        assert len(mine) == 1, sample
+        rows.append(mine[0])
+    row = rows[-1]
     assert row["memory_mib"] == 128
     assert [(x["target"], x["vbd"]) for x in row["disks"]] == [("xvda", XVDA_VBD)]
     assert [n["mac"].lower() for n in row["nics"]] == [pv_guest.mac]
     # the guest writes to xvda every second (diskping), so blkback's counters move
-    disk = row["disks"][0]
-    assert disk["rd_bytes_per_s"] + disk["wr_bytes_per_s"] > 0, row
+    moved = [r["disks"][0]["rd_bytes_per_s"] + r["disks"][0]["wr_bytes_per_s"] for r in rows]
+    assert max(moved) > 0, rows
 
 
 def test_explain_decodes_the_vbd_number_of_xvda(uri: str) -> None:
