@@ -1,12 +1,14 @@
-"""Guest control that needs more than one hypervisor call: waiting for an orderly shutdown."""
+"""Guest control that needs more than one hypervisor call: waiting for an orderly shutdown, pausing for a while."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from dom0.errors import GuestNotFound, OperationTimeout
 from dom0.hypervisor import Hypervisor
+from dom0.model import GuestState
 
 
 def wait_until_stopped(
@@ -38,3 +40,17 @@ def wait_until_stopped(
                 f"or as a last resort `dom0 destroy {shown}`",
             )
         time.sleep(poll)
+
+
+@contextlib.contextmanager
+def paused_while(hv: Hypervisor, uuid: str, pause: bool) -> Iterator[None]:
+    """With `pause`, keep the guest paused for the block and resume it afterwards, whatever happens."""
+    if not pause:
+        yield
+        return
+    hv.pause(uuid)
+    try:
+        yield
+    finally:
+        if hv.guest(uuid).state is GuestState.PAUSED:
+            hv.resume(uuid)

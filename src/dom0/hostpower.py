@@ -61,7 +61,7 @@ def _is_dom0(g: Guest) -> bool:
 
 def plan_stop(hv: Hypervisor, config: HostConfig, only: Sequence[str] = ()) -> tuple[list[SavePlan], list[Step]]:
     """The guests to save (their plans) and every guest's step, without changing anything."""
-    options = _save_options(config, 1)
+    options = _save_options(config, 1)  # only checked here: threads do not matter for a plan
     guests = [g for g in hv.guests() if g.state.is_active and not _is_dom0(g)]
     if only:
         wanted = set(only)
@@ -85,8 +85,11 @@ def plan_stop(hv: Hypervisor, config: HostConfig, only: Sequence[str] = ()) -> t
     return saves, steps
 
 
-def _save_options(config: HostConfig, count: int) -> SaveOptions:
-    jobs = config.jobs or batch.default_jobs(config.directory, max(1, count))
+def _jobs(config: HostConfig, count: int) -> int:
+    return config.jobs or batch.default_jobs(config.directory, max(1, count))
+
+
+def _save_options(config: HostConfig, jobs: int) -> SaveOptions:
     # At shutdown an older image of a running guest is stale: the new one replaces it once complete.
     return SaveOptions(config.directory, config.compression, config.level, batch.compressor_threads(jobs), True)
 
@@ -96,8 +99,8 @@ def apply_stop(
 ) -> list[Step]:
     """Save in parallel, shut down the rest (and any guest whose save failed), wait; every guest's result."""
     config.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    jobs = config.jobs or batch.default_jobs(config.directory, max(1, len(saves)))
-    options = _save_options(config, len(saves))
+    jobs = _jobs(config, len(saves))
+    options = _save_options(config, jobs)
     workers = PerThread(hv)
 
     def save(plan: SavePlan) -> Path:
@@ -195,7 +198,7 @@ def apply_start(
     hv: Hypervisor, config: HostConfig, plans: list[RestorePlan], steps: list[Step], bar: BarFactory = _no_bar
 ) -> list[Step]:
     """Restore in parallel, then start the autostart guests; every guest's result."""
-    jobs = config.jobs or batch.default_jobs(config.directory, max(1, len(plans)))
+    jobs = _jobs(config, len(plans))
     workers = PerThread(hv)
 
     def restore(plan: RestorePlan) -> Guest:

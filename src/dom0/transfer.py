@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import random
-import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from dom0 import storage
-from dom0.clone.macs import KVM_PREFIX, XEN_PREFIX, new_macs
+from dom0.clone.macs import fresh_macs, fresh_uuid
+from dom0.control import paused_while
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
 from dom0.filedata import read_json, sha256_file
 from dom0.hypervisor import Hypervisor
@@ -114,7 +114,7 @@ def export_guest(
     except FileExistsError as exc:
         raise Dom0Error(f"{out} already exists", "export into another directory, or remove it first") from exc
     try:
-        with _paused(hv, guest.uuid, running):
+        with paused_while(hv, guest.uuid, running):
             definition = hv.editable_definition(guest.uuid)
             ext = "cfg" if definition.lstrip().startswith(("#", "name", "type")) else "xml"
             (out / f"definition.{ext}").write_text(definition)
@@ -141,19 +141,6 @@ def export_guest(
         out.rmdir()
         raise
     return out, manifest
-
-
-@contextlib.contextmanager
-def _paused(hv: Hypervisor, uuid: str, pause: bool) -> Iterator[None]:
-    if not pause:
-        yield
-        return
-    hv.pause(uuid)
-    try:
-        yield
-    finally:
-        if hv.guest(uuid).state is GuestState.PAUSED:
-            hv.resume(uuid)
 
 
 def _export_disk(path: Path, fmt: str, target: str, out: Path, progress: Progress) -> ExportedDisk:
@@ -256,10 +243,7 @@ def plan_import(
     rng = rng or random.SystemRandom()
     details_macs = _macs_of(definition)
     if renamed:  # a second copy on this host: it needs its own identity
-        taken = [n.mac for g in hv.guests(include_inactive=True) for n in _nics(hv, g.uuid)]
-        prefix = XEN_PREFIX if hv.save_format in ("libxl", "xl") else KVM_PREFIX
-        macs = tuple(new_macs((), len(details_macs), taken, prefix, rng))
-        new_uuid = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
+        macs, new_uuid = fresh_macs(hv, (), len(details_macs), rng), fresh_uuid(rng)
     else:
         macs, new_uuid = details_macs, manifest.uuid
     change = CloneChange(
@@ -270,13 +254,6 @@ def plan_import(
     )
     xml = clone_xml(definition, change).xml
     return ImportPlan(directory, manifest, new_name, new_uuid, macs, tuple(destinations), vg, xml)
-
-
-def _nics(hv: Hypervisor, uuid: str) -> tuple[Any, ...]:
-    try:
-        return hv.details(uuid).nics
-    except Dom0Error:
-        return ()
 
 
 def _macs_of(xml: str) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dom0 import storage
 from dom0.clone.plan import ClonePlan, DiskStep, Method
+from dom0.control import paused_while
 from dom0.errors import Dom0Error
 from dom0.guest import identity
 from dom0.guest.editors import open_editor
@@ -22,7 +23,7 @@ from dom0.hypervisor import Hypervisor
 from dom0.image.layout import scan
 from dom0.image.osinspect import find_roots
 from dom0.image.source import open_image
-from dom0.model import Guest, GuestState
+from dom0.model import Guest
 
 log = logging.getLogger(__name__)
 BarFactory = Callable[[str, int], Callable[[int], None]]
@@ -72,7 +73,7 @@ def apply_clone(hv: Hypervisor, plan: ClonePlan, bar: BarFactory = _no_bar) -> C
         overlays = [d for d in plan.disks if d.method is Method.OVERLAY]
         if overlays:
             hv.external_snapshot(plan.source.uuid, {d.target: d.source_overlay for d in overlays})
-        with _paused(hv, plan):
+        with paused_while(hv, plan.source.uuid, plan.pause):
             for step in plan.disks:
                 clone_disk(step, undo, bar)
         if plan.nvram:
@@ -86,19 +87,6 @@ def apply_clone(hv: Hypervisor, plan: ClonePlan, bar: BarFactory = _no_bar) -> C
             f"cannot clone {plan.source.name} as {plan.name}: {what}{tail}", getattr(exc, "hint", "")
         ) from exc
     return CloneResult(hv.guest(plan.uuid), edits)
-
-
-@contextlib.contextmanager
-def _paused(hv: Hypervisor, plan: ClonePlan) -> Iterator[None]:
-    if not plan.pause:
-        yield
-        return
-    hv.pause(plan.source.uuid)
-    try:
-        yield
-    finally:
-        if hv.guest(plan.source.uuid).state is GuestState.PAUSED:
-            hv.resume(plan.source.uuid)
 
 
 def clone_disk(step: DiskStep, undo: Undo, bar: BarFactory) -> None:

@@ -1,12 +1,15 @@
-"""MAC addresses for clones: random within the hypervisor's locally administered prefix, unique on the host."""
+"""A new guest's identity on a host: MACs within the hypervisor's prefix and unique on the host, a UUID."""
 
 from __future__ import annotations
 
 import random
 import re
+import uuid as uuidlib
 from collections.abc import Iterable
 
-from dom0.errors import UsageError
+from dom0.errors import Dom0Error, UsageError
+from dom0.hypervisor import Hypervisor
+from dom0.model import Nic, SaveFormat
 
 XEN_PREFIX = "00:16:3e"  # Xen's OUI, as xl and xen-tools use
 KVM_PREFIX = "52:54:00"  # QEMU/KVM's, as libvirt uses
@@ -44,3 +47,22 @@ def new_macs(wanted: Iterable[str], count: int, taken: Iterable[str], prefix: st
         used.add(mac)
         result.append(mac)
     return result
+
+
+def fresh_macs(hv: Hypervisor, wanted: Iterable[str], count: int, rng: random.Random) -> tuple[str, ...]:
+    """MACs for a new guest on `hv`'s host: the hypervisor's prefix, none that a guest there already uses."""
+    taken = [n.mac for g in hv.guests(include_inactive=True) for n in _nics(hv, g.uuid)]
+    prefix = XEN_PREFIX if hv.save_format in (SaveFormat.LIBXL, SaveFormat.XL) else KVM_PREFIX
+    return tuple(new_macs(wanted, count, taken, prefix, rng))
+
+
+def fresh_uuid(rng: random.Random) -> str:
+    """A random (version 4) UUID drawn from `rng`."""
+    return str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _nics(hv: Hypervisor, uuid: str) -> tuple[Nic, ...]:
+    try:
+        return hv.details(uuid).nics
+    except Dom0Error:
+        return ()  # a guest that vanished meanwhile holds no MAC

@@ -7,13 +7,12 @@ while paused (--pause); never as a torn copy. Swap disks, found by their signatu
 from __future__ import annotations
 
 import random
-import uuid as uuidlib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from dom0 import storage
-from dom0.clone.macs import KVM_PREFIX, XEN_PREFIX, new_macs
+from dom0.clone.macs import fresh_macs, fresh_uuid
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
 from dom0.guest.editors import EXT_TYPES
 from dom0.guest.identity import IdentityChange, plan_identity
@@ -22,7 +21,7 @@ from dom0.hypervisor.domclone import CloneChange, DiskRewrite, clone_definition,
 from dom0.image.layout import scan
 from dom0.image.osinspect import find_roots
 from dom0.image.source import open_image
-from dom0.model import Disk, DiskSource, Guest, GuestState, Nic
+from dom0.model import Disk, DiskSource, Guest, GuestState
 
 
 class CloneMode(StrEnum):
@@ -122,10 +121,8 @@ def plan_clone(hv: Hypervisor, source_ref: str, options: CloneOptions, rng: rand
     pause = options.pause and running
     steps = tuple(_disk_step(d, source, options, running and not pause) for d in details.disks)
     _check_destinations(steps)
-    taken = [n.mac for g in hv.guests(include_inactive=True) for n in _nics(hv, g)]
-    prefix = XEN_PREFIX if hv.save_format in ("libxl", "xl") else KVM_PREFIX
-    macs = tuple(new_macs(options.macs, len(details.nics), taken, prefix, rng))
-    new_uuid = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
+    macs = fresh_macs(hv, options.macs, len(details.nics), rng)
+    new_uuid = fresh_uuid(rng)
     change = CloneChange(
         name=options.new_name,
         uuid=new_uuid,
@@ -190,13 +187,6 @@ def _preview_identity(steps: tuple[DiskStep, ...], change: IdentityChange, notes
         raise Dom0Error("no operating system found on the guest's disks: cannot set its hostname or IP")
     notes.append("no operating system found on the guest's disks: its identity inside is not reset")
     return ()
-
-
-def _nics(hv: Hypervisor, g: Guest) -> tuple[Nic, ...]:
-    try:
-        return hv.details(g.uuid).nics
-    except Dom0Error:
-        return ()
 
 
 def _check_new_name(hv: Hypervisor, name: str) -> None:
