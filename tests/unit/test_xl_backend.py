@@ -134,3 +134,16 @@ def test_counters_for_a_nic_missing_from_the_config() -> None:
     bare = xlparse.domain_config({"domid": 3, "config": {"c_info": {"name": "domuio"}}})
     (nic,) = counters_from_top(guest, bare, tops["domuio"], 0.0).nics
     assert (nic.target, nic.mac) == ("vif3.0", "")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(None, 30.0), ("120", 120.0), ("0", 1.0), ("soon", 30.0)])
+def test_quick_xl_queries_wait_dom0_xl_timeout_seconds(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, seconds: float
+) -> None:
+    from dom0.hypervisor.xl import _fast_timeout
+
+    if value is None:
+        monkeypatch.delenv("DOM0_XL_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("DOM0_XL_TIMEOUT", value)
+    assert _fast_timeout() == seconds
