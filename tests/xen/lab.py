@@ -103,6 +103,7 @@ class StageResult:
     serial_logs: list[Path]
     timings: dict[str, float] = field(default_factory=dict)
     crashes: list[str] = field(default_factory=list)  # segfaults in dom0's kernel log: a sign of emulation trouble
+    flaky: list[str] = field(default_factory=list)  # inner tests that failed once, then passed when run again
 
     @property
     def passed(self) -> bool:
@@ -287,18 +288,24 @@ def read_outputs(image: Path, dest: Path) -> Path:
     return dest / "outputs"
 
 
+def junit_outcomes(path: Path) -> dict[str, str]:
+    """Each test a junit XML file reports (classname::name) and how it ended: passed, failed or skipped."""
+    if not path.exists():
+        return {}
+    outcomes: dict[str, str] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            outcomes[name] = "failed"
+        else:
+            outcomes[name] = "skipped" if case.find("skipped") is not None else "passed"
+    return outcomes
+
+
 def junit_summary(path: Path) -> tuple[int, list[str]]:
     """How many tests a junit XML file reports, and the names of those that failed or errored."""
-    if not path.exists():
-        return 0, []
-    root = ET.parse(path).getroot()
-    tests = 0
-    failed: list[str] = []
-    for case in root.iter("testcase"):
-        tests += 1
-        if case.find("failure") is not None or case.find("error") is not None:
-            failed.append(f"{case.get('classname', '')}::{case.get('name', '')}")
-    return tests, failed
+    outcomes = junit_outcomes(path)
+    return len(outcomes), [name for name, how in outcomes.items() if how == "failed"]
 
 
 def run_stage(log: Log = print, timeout: float = BOOT_TIMEOUT) -> StageResult:
@@ -336,6 +343,7 @@ def _result(results: dict[str, Path], killed: list[str], timings: dict[str, floa
     texts: list[str] = []
     tests = 0
     failed: list[str] = []
+    flaky: list[str] = []
     crashes: list[str] = []
     for tag, outputs in results.items():
         rc_file = outputs / f"rc-{tag}"
@@ -357,6 +365,12 @@ def _result(results: dict[str, Path], killed: list[str], timings: dict[str, floa
         crashes += [f"{tag}: {ln.strip()}" for ln in body.splitlines() if _SIGNAL_EXIT.search(ln)]
         n, bad = junit_summary(outputs / f"junit-{tag}.xml")
         tests += n
+        again = outputs / f"pytest-{tag}-again.txt"
+        if bad and again.exists():  # dom0init ran the failed tests once more (see there)
+            texts.append(f"----- {tag}: the failed tests run again -----\n{again.read_text(errors='replace')}")
+            second = junit_outcomes(outputs / f"junit-{tag}-again.xml")
+            flaky += [name for name in bad if second.get(name) == "passed"]
+            bad = [name for name in bad if second.get(name) != "passed"]
         failed += bad if n else [f"{tag}: no tests ran"]
     known = [r for r in rcs if r is not None]
     rc = next((r for r in known if r != 0), 0) if rcs and len(known) == len(rcs) else None
@@ -370,6 +384,7 @@ def _result(results: dict[str, Path], killed: list[str], timings: dict[str, floa
         serial_logs=[WORK / tag / "serial.log" for tag in results],
         timings=timings,
         crashes=crashes,
+        flaky=flaky,
     )
 
 

@@ -1,0 +1,50 @@
+"""How the lab reads back what dom0init left in /outputs: a test failing once under emulation, then again or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .lab import _result
+
+
+def _junit(path: Path, **cases: str) -> None:
+    body = {
+        "passed": "",
+        "failed": '<failure message="boom">boom</failure>',
+        "skipped": '<skipped message="later" />',
+    }
+    rows = "".join(f'<testcase classname="test_guests" name="{n}">{body[how]}</testcase>' for n, how in cases.items())
+    path.write_text(f'<testsuites><testsuite name="pytest">{rows}</testsuite></testsuites>')
+
+
+def _outputs(tmp_path: Path, again: str | None) -> Path:
+    out = tmp_path / "xl"
+    out.mkdir()
+    (out / "pytest-xl.txt").write_text("FAILED test_guests.py::test_save[xl] - TimeoutExpired\n")
+    _junit(out / "junit-xl.xml", **{"test_list[xl]": "passed", "test_save[xl]": "failed"})
+    if again is not None:
+        (out / "pytest-xl-again.txt").write_text(f"test_guests.py::test_save[xl] {again.upper()}\n")
+        _junit(out / "junit-xl-again.xml", **{"test_save[xl]": again})
+    (out / "rc-xl").write_text("0\n" if again == "passed" else "1\n")
+    return out
+
+
+def test_a_test_that_passes_when_run_again_is_reported_flaky_not_failed(tmp_path: Path) -> None:
+    r = _result({"xl": _outputs(tmp_path, "passed")}, [], {})
+    assert (r.failed, r.flaky, r.tests, r.passed) == ([], ["test_guests::test_save[xl]"], 2, True)
+    assert "the failed tests run again" in r.output
+
+
+def test_a_test_that_fails_twice_fails_the_stage(tmp_path: Path) -> None:
+    r = _result({"xl": _outputs(tmp_path, "failed")}, [], {})
+    assert (r.failed, r.flaky, r.passed) == (["test_guests::test_save[xl]"], [], False)
+
+
+def test_a_failure_without_a_second_run_stays_a_failure(tmp_path: Path) -> None:
+    r = _result({"xl": _outputs(tmp_path, None)}, [], {})
+    assert (r.failed, r.flaky, r.passed) == (["test_guests::test_save[xl]"], [], False)
+
+
+def test_a_skipped_second_run_is_no_pass(tmp_path: Path) -> None:
+    r = _result({"xl": _outputs(tmp_path, "skipped")}, [], {})
+    assert r.failed == ["test_guests::test_save[xl]"]
