@@ -190,3 +190,89 @@ def test_killing_dom0_mid_save_never_loses_the_guest(make_guest: MakeGuest, dom0
     g.wait_state("running")
     assert_resumed(g, before, last_tick)
     assert [p.name for p in save_dir.iterdir() if p.name.startswith(".dom0-")] == []  # swept
+
+
+def test_a_save_left_waiting_by_a_dom0_killed_after_the_stream_is_cancelled(
+    make_guest: MakeGuest, dom0: Dom0, save_dir: Path
+) -> None:
+    # What a dom0 killed between the stream's end and its manifest leaves: its work dir with a partial image, and
+    # libvirtd blocked reopening the FIFO for its final header while holding the guest's lock (`virsh list` hangs).
+    from dom0.saves.hangup import cancel_waiting_writer
+
+    g = make_guest(memory_mib=128)
+    other = make_guest(memory_mib=128)  # made now: once libvirtd waits, the harness's virsh calls would hang too
+    before, last_tick = _ticking(g)
+    work = save_dir / f".dom0-save-{g.name}-k1lled"
+    work.mkdir(mode=0o700)
+    fifo = work / "stream"
+    os.mkfifo(fifo, 0o600)
+    (work / "lock").write_bytes(b"")
+    saving = subprocess.Popen(
+        ["virsh", "-q", "-c", URI, "save", g.name, str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        with fifo.open("rb") as stream:  # the killed dom0 had read the whole stream...
+            os.mkfifo(work / "stream.next", 0o600)
+            os.rename(work / "stream.next", fifo)  # (as dom0 does: libvirtd's reopen must wait for it)
+            assert len(stream.read()) > 1 << 20
+        (work / f"{g.name}.save.zst.partial").write_bytes(b"...but not yet written all of it")
+        time.sleep(1)
+        assert saving.poll() is None, "libvirtd did not wait to reopen the FIFO"
+
+        out = dom0("save", other.name, "-d", str(save_dir), timeout=180)  # it sweeps before it connects
+        assert "its guest was not saved" in out.stderr
+        _, err = saving.communicate(timeout=30)
+        assert saving.returncode != 0, "libvirtd's save completed without dom0's image"
+        assert b"failed to write header" in err, err
+        assert b"Broken pipe" in err, err
+    finally:
+        cancel_waiting_writer(fifo)  # never leave libvirtd wedged for the tests that follow
+        saving.wait(30)
+    g.wait_state("running")
+    assert_resumed(g, before, last_tick)
+    assert _files(save_dir) == [f"{other.name}.manifest.json", f"{other.name}.save.zst"]
+
+
+def test_libvirt_finishes_its_header_only_after_dom0_made_the_image_durable(
+    make_guest: MakeGuest, save_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # libvirt's QEMU driver reopens the path the moment its stream ends; that open must wait for dom0 (the guest
+    # stops only then), not slip through while dom0 still reads, where its final header got lost or mixed into the
+    # image. Seen before the FIFO was swapped during the stream: 2 of 3 saves.
+    from dom0.hypervisor import UriChoice, connect
+    from dom0.model import SaveFormat
+    from dom0.saveimage import StreamFixer, fixer_for
+    from dom0.saves import stream
+    from dom0.saves.codec import Compression
+
+    seen: list[tuple[str, int]] = []
+
+    def recording_fixer_for(fmt: SaveFormat) -> StreamFixer:
+        fixer = fixer_for(fmt)
+        real_trailer = fixer.trailer
+
+        def trailer(data: bytes) -> None:
+            durable = list(save_dir.glob(".dom0-save-*/*.manifest.json.partial"))
+            seen.append(("second open", len(data)) if durable else ("before the manifest", len(data)))
+            real_trailer(data)
+
+        fixer.trailer = trailer  # type: ignore[method-assign]
+        return fixer
+
+    monkeypatch.setattr(stream, "fixer_for", recording_fixer_for)
+    g = make_guest(memory_mib=128)
+    hv = connect(UriChoice(URI, "the test"))
+    try:
+        for attempt in range(3):
+            g.wait_state("running")
+            none = Compression.NONE
+            options = stream.SaveOptions(save_dir, none, none.default_level, threads=2, replace=True)
+            record = stream.save_guest(hv, stream.plan_save(hv, hv.guest(g.name), options), options)
+            assert g.state() == "shut off"
+            image = (save_dir / record.image).read_bytes()
+            assert image[:16] == b"LibvirtQemudSave"
+            assert image[-92:][:16] != b"LibvirtQemudSave", f"save {attempt}: the final header is in the image"
+            virsh("start", g.name)
+    finally:
+        hv.close()
+    assert seen == [("second open", 92)] * 3

@@ -54,6 +54,7 @@ def _print(args: argparse.Namespace, steps: list[Step], title: str, seconds: flo
 def cmd_host_stop(args: argparse.Namespace) -> int:
     """Save every running guest in parallel; shut down those that cannot be saved; never destroy."""
     config = _config(args)
+    _sweep(args, config.directory)
     with hypervisor(args) as hv:
         saves, steps = hostpower.plan_stop(hv, config, args.guests)
         if args.dry_run:
@@ -64,12 +65,17 @@ def cmd_host_stop(args: argparse.Namespace) -> int:
         return _print(args, results, "host stop", time.monotonic() - started)
 
 
+def _sweep(args: argparse.Namespace, directory: Path) -> None:
+    """Finish or clear what an interrupted run left, before connecting (a hypervisor it left waiting blocks)."""
+    if not args.dry_run and directory.is_dir():
+        for note in sweep(directory):
+            print(f"dom0: {note}", file=sys.stderr)
+
+
 def cmd_host_start(args: argparse.Namespace) -> int:
     """Restore every saved guest in parallel, then start the guests marked to start at boot."""
     config = _config(args)
-    if not args.dry_run and config.directory.is_dir():
-        for note in sweep(config.directory):
-            print(f"dom0: {note}", file=sys.stderr)
+    _sweep(args, config.directory)
     with hypervisor(args) as hv:
         plans, steps = hostpower.plan_start(hv, config, args.guests)
         if args.dry_run:

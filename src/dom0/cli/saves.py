@@ -45,6 +45,9 @@ def cmd_save(args: argparse.Namespace) -> int:
     """Save guests' memory to compressed images; they stop once their image is on disk."""
     directory = Path(args.dir)
     kind, level = _check_arguments(args)
+    if not args.dry_run and directory.is_dir():
+        # before connecting: a hypervisor an interrupted run left waiting on its FIFO holds its guests' locks
+        _sweep(directory)
     with hypervisor(args) as hv:
         guests = _targets(args, hv)
         jobs = args.jobs or batch.default_jobs(directory if directory.is_dir() else directory.parent, len(guests))
@@ -57,7 +60,6 @@ def cmd_save(args: argparse.Namespace) -> int:
             print("no running guests to save")
             return 0
         _make_directory(directory)
-        _sweep(directory)
         started = time.monotonic()
         workers = PerThread(hv)
         with board(not args.json) as progress:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from dom0.saves.hangup import cancel_waiting_reader, cancel_waiting_writer
+
 T = TypeVar("T")
 
 WORK_PREFIX = ".dom0-"
@@ -39,6 +41,17 @@ class WorkDir:
         os.mkfifo(self.fifo, 0o600)
         self._lock = os.open(self.path / "lock", os.O_WRONLY | os.O_CREAT, 0o600)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
+
+    def replace_fifo(self) -> None:
+        """A new FIFO at the same path; whoever opened the old one stays on it, a later open of the path waits.
+
+        libvirt's QEMU driver reopens the path the moment its stream ends. On the FIFO dom0 still reads that open
+        would go through at once, its final header mixed into the stream or lost, and the guest stopped before its
+        image is durable. Swapped in during the stream, the new FIFO makes that open wait for dom0.
+        """
+        fresh = self.path / "stream.next"
+        os.mkfifo(fresh, 0o600)
+        os.rename(fresh, self.fifo)
 
     def __enter__(self) -> WorkDir:
         return self
@@ -139,6 +152,15 @@ class Background(Generic[T]):
         return self._value  # type: ignore[return-value]  # set whenever no error was
 
 
+def fsync_file(path: Path) -> None:
+    """Make a written file durable (it survives a power cut)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(directory: Path) -> None:
     """Make renames in `directory` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -177,8 +199,15 @@ def _finish_or_remove(directory: Path, work: Path) -> str:
     metas = sorted(work.glob("*.manifest.json.partial"))
     images = [p for p in work.glob("*.partial") if p not in metas]
     if not (metas and images and (work / "stream").exists()):
+        # A hypervisor may still wait on the FIFO: a save for its second open, a restore for its stream.
+        if work.name.startswith(f"{WORK_PREFIX}save-"):
+            cancel_waiting_writer(work / "stream")
+        else:
+            cancel_waiting_reader(work / "stream")
         shutil.rmtree(work, ignore_errors=True)
         return f"removed {work.name}, left by a dom0 run that was interrupted (its guest was not saved)"
+    for partial in (*images, *metas):
+        fsync_file(partial)  # the run may have died before its fsync; durable before the guest stops
     fd = os.open(work / "stream", os.O_RDONLY | os.O_NONBLOCK)
     try:
         poller = select.poll()

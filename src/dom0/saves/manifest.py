@@ -104,12 +104,11 @@ def read(path: Path) -> Manifest:
 
 
 def write(path: Path, manifest: Manifest) -> None:
-    """Write the manifest to `path` and make it durable (the caller renames it into place)."""
+    """Write the manifest to `path` (the caller makes it durable, then renames it into place)."""
     data = (json.dumps(manifest.to_json(), indent=2) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
-        os.fsync(fd)
     finally:
         os.close(fd)
 

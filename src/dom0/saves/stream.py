@@ -1,10 +1,10 @@
 """One guest saved through a FIFO into a compressed image, and one image restored the same way.
 
 Save: hypervisor -> FIFO -> the driver's stream fixer -> compressor -> sha256 -> a partial file in a private work
-directory; complete, it is fsynced, described by its manifest and renamed into place. The guest stops only once
-its image is on disk: libvirt's QEMU driver waits for its second open of the FIFO (see saveimage/qemu.py), which
-dom0 grants after the fsync; if anything fails before, dom0 closes the FIFO, the hypervisor's save fails, and the
-guest keeps running. Restore checks size, checksum and header before the hypervisor sees a byte.
+directory; complete, it is described by its manifest, fsynced and renamed into place. The guest stops only once
+its image is on disk: libvirt's QEMU driver waits for its second open of the FIFO (see saveimage/qemu.py; a fresh
+FIFO is swapped in during the stream so that open cannot slip through early), which dom0 grants after the fsync; if
+anything fails before, dom0 makes the hypervisor's save fail (saves/hangup.py) and the guest keeps running. Restore checks size, checksum and header before the hypervisor sees a byte.
 """
 
 from __future__ import annotations
@@ -24,7 +24,17 @@ from dom0.model import Guest, GuestState, SaveFormat
 from dom0.saveimage import HEAD_BYTES, ImageHeader, StreamFixer, fixer_for, sniff
 from dom0.saves import codec, manifest
 from dom0.saves.codec import Compression
-from dom0.saves.fifo import Background, WorkDir, fsync_dir, open_reader, open_writer, read_all, write_all
+from dom0.saves.fifo import (
+    Background,
+    WorkDir,
+    fsync_dir,
+    fsync_file,
+    open_reader,
+    open_writer,
+    read_all,
+    write_all,
+)
+from dom0.saves.hangup import cancel_waiting_writer
 from dom0.saves.manifest import Manifest
 
 Progress = Callable[[int], None]
@@ -95,9 +105,6 @@ class _Sink:
             write_all(self.fd, data)
             self.size += len(data)
 
-    def finish(self) -> None:
-        os.fsync(self.fd)
-
     def close(self) -> None:
         os.close(self.fd)
 
@@ -117,8 +124,7 @@ def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: P
             raw = _pump(work, job, fixer, sink, options=options, progress=progress)
         except BaseException as exc:
             sink.close()
-            raise _save_failed(hv, guest, options.directory, job, exc) from exc
-        sink.close()
+            raise _save_failed(hv, guest, work, job, exc) from exc
         state = "paused" if guest.state is GuestState.PAUSED else "running"
         record = Manifest(
             name=guest.name,
@@ -135,7 +141,16 @@ def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: P
             image=plan.image.name,
             autostart=plan.autostart,
         )
-        manifest.write(partial_meta, record)
+        # The manifest goes down the moment the last byte is written, before the (slow) fsync: a dom0 killed from
+        # here on leaves a complete image that the next run's sweep finishes (fifo.sweep).
+        try:
+            manifest.write(partial_meta, record)
+            os.fsync(sink.fd)
+            fsync_file(partial_meta)
+        except BaseException as exc:
+            raise _save_failed(hv, guest, work, job, exc) from exc
+        finally:
+            sink.close()
         try:
             if fixer.expects_trailer:
                 # The image is durable now; this second open lets the hypervisor finish and stop the guest.
@@ -147,7 +162,7 @@ def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: P
                         os.close(fd)
             job.result()
         except BaseException as exc:
-            raise _save_failed(hv, guest, options.directory, job, exc) from exc
+            raise _save_failed(hv, guest, work, job, exc) from exc
         for old in _images(options.directory, guest.name):
             if old != plan.image:
                 old.unlink(missing_ok=True)  # --replace with another compressor: the older image is stale
@@ -167,6 +182,8 @@ def _pump(
     if fd is None:
         job.result()
         raise Dom0Error("the hypervisor ended the save without writing anything")
+    if fixer.expects_trailer:
+        work.replace_fifo()  # while the stream is still far from its end (it cannot finish before dom0 reads it)
     raw = 0
     try:
         comp = codec.compressor(options.compression, options.level, options.threads)
@@ -175,16 +192,18 @@ def _pump(
             raw += len(piece)
             sink.write(comp.compress(piece))
             progress(raw)
-        sink.write(comp.flush())
-        sink.finish()
     finally:
         os.close(fd)  # mid-stream, this is what makes the hypervisor's save fail and the guest carry on
+    sink.write(comp.flush())
     return raw
 
 
-def _save_failed(hv: Hypervisor, guest: Guest, directory: Path, job: Background[None], exc: BaseException) -> Dom0Error:
+def _save_failed(hv: Hypervisor, guest: Guest, work: WorkDir, job: Background[None], exc: BaseException) -> Dom0Error:
     """The error for a save that did not complete, saying what became of the guest."""
-    job.wait(ABORT_WAIT_S)
+    directory = work.path.parent
+    if not job.wait(0.5):
+        cancel_waiting_writer(work.fifo)  # the stream had ended: the hypervisor waits on its second open
+        job.wait(ABORT_WAIT_S)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         reason = f"{directory} is full"
         hint = "free some space, or save to another directory with -d"

@@ -134,3 +134,49 @@ def test_a_hypervisor_still_waiting_on_the_fifo_is_let_through(tmp_path: Path) -
     assert released.wait(2)
     assert (tmp_path / "web1.save.zst").read_bytes() == b"image"
     assert "finished web1's save" in notes[0]
+
+
+def test_a_hypervisor_waiting_to_finish_a_save_without_a_manifest_is_made_to_fail(tmp_path: Path) -> None:
+    # dom0 died after the stream but before its manifest: the image is lost, so libvirtd's final header write must
+    # fail (libvirt then cancels the save and the guest runs on) rather than wait forever holding the guest's lock.
+    work = _abandoned(tmp_path)
+    (work / "web1.save.zst.partial").write_bytes(b"half an image")
+    outcome: list[str] = []
+
+    def hypervisor() -> None:
+        fd = os.open(work / "stream", os.O_WRONLY)  # blocks until a reader comes
+        time.sleep(0.2)  # libvirtd's write comes a moment after its open returns
+        try:
+            os.write(fd, b"LibvirtQemudSave" + bytes(76))
+            outcome.append("written")
+        except BrokenPipeError:
+            outcome.append("broken pipe")
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=hypervisor, daemon=True)
+    thread.start()
+    time.sleep(0.1)
+    notes = sweep(tmp_path)
+    thread.join(2)
+    assert outcome == ["broken pipe"]
+    assert not work.exists()
+    assert list(tmp_path.iterdir()) == []
+    assert "its guest was not saved" in notes[0]
+
+
+def test_a_hypervisor_waiting_for_an_abandoned_restore_stream_sees_it_end(tmp_path: Path) -> None:
+    work = _abandoned(tmp_path, kind="restore")
+    got: list[bytes] = []
+
+    def hypervisor() -> None:
+        with open(work / "stream", "rb") as fifo:  # blocks until a writer comes
+            got.append(fifo.read())
+
+    thread = threading.Thread(target=hypervisor, daemon=True)
+    thread.start()
+    time.sleep(0.1)
+    sweep(tmp_path)
+    thread.join(2)
+    assert got == [b""]
+    assert not work.exists()
