@@ -4,7 +4,8 @@ Save: hypervisor -> FIFO -> the driver's stream fixer -> compressor -> sha256 ->
 directory; complete, it is described by its manifest, fsynced and renamed into place. The guest stops only once
 its image is on disk: libvirt's QEMU driver waits for its second open of the FIFO (see saveimage/qemu.py; a fresh
 FIFO is swapped in during the stream so that open cannot slip through early), which dom0 grants after the fsync; if
-anything fails before, dom0 makes the hypervisor's save fail (saves/hangup.py) and the guest keeps running. Restore checks size, checksum and header before the hypervisor sees a byte.
+anything fails before, dom0 makes the hypervisor's save fail (saves/hangup.py) and the guest keeps running.
+Restore checks size, checksum and header before the hypervisor sees a byte.
 """
 
 from __future__ import annotations
