@@ -31,6 +31,6 @@ def xen_stage(pytestconfig: pytest.Config) -> StageResult:
     if not result.passed and result.crashes:
         # Segfaults of xl, oxenstored or python inside dom0 are a known hazard of Xen under software emulation,
         # not of dom0's code; one more boot tells the two apart. A failure without crashes is never retried.
-        progress(f"xenlab: dom0 processes crashed under emulation ({len(result.crashes)} segfaults); booting again")
+        progress(f"xenlab: dom0 processes crashed under emulation ({len(result.crashes)} signs); booting again")
         result = run_stage(log=progress)
     return result

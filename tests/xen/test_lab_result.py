@@ -48,3 +48,19 @@ def test_a_failure_without_a_second_run_stays_a_failure(tmp_path: Path) -> None:
 def test_a_skipped_second_run_is_no_pass(tmp_path: Path) -> None:
     r = _result({"xl": _outputs(tmp_path, "skipped")}, [], {})
     assert r.failed == ["test_guests::test_save[xl]"]
+
+
+def test_a_dynamic_loader_assertion_counts_as_a_crash_under_emulation(tmp_path: Path) -> None:
+    out = _outputs(tmp_path, None)
+    (out / "pytest-xl.txt").write_text(
+        "E   dom0: error: cannot list guests: Inconsistency detected by ld.so: dl-version.c: 204: "
+        "_dl_check_map_versions: Assertion `needed != NULL' failed!\n"
+    )
+    r = _result({"xl": out}, [], {})
+    assert len(r.crashes) == 1
+    assert r.crashes[0].startswith("xl: E   dom0: error: cannot list guests: Inconsistency detected by ld.so")
+
+
+def test_an_ordinary_failure_is_no_crash(tmp_path: Path) -> None:
+    r = _result({"xl": _outputs(tmp_path, None)}, [], {})
+    assert r.crashes == []
