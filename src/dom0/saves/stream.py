@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError
 from dom0.filedata import sha256_file
@@ -341,6 +342,30 @@ def _head(image: Path, compression: Compression) -> bytes:
     return bytes(out[:HEAD_BYTES])
 
 
+class _Counted:
+    """The image file, reporting how far it has been read."""
+
+    def __init__(self, f: BinaryIO, progress: Progress) -> None:
+        self._f = f
+        self._progress = progress
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._f.read(size)
+        self._progress(self._f.tell())
+        return data
+
+
+class _Pipe:
+    """The FIFO's write end; a pipe may take part of a write (a signal), so every byte is written."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def write(self, data: bytes, /) -> int:
+        write_all(self._fd, data)
+        return len(data)
+
+
 def restore_image(hv: Hypervisor, plan: RestorePlan, *, keep: bool = False, progress: Progress = _quiet) -> Guest:
     """Restore one checked image; the image is removed once the guest runs, unless `keep`."""
     if plan.record is None:
@@ -355,17 +380,11 @@ def restore_image(hv: Hypervisor, plan: RestorePlan, *, keep: bool = False, prog
         if fd is None:
             job.result()
             raise Dom0Error(f"the hypervisor ended the restore of {record.name} without reading the image")
-        dec = codec.decompressor(record.compression)
-        raw = 0
         failure: BaseException | None = None
         try:
             with plan.image.open("rb") as f:
-                while chunk := f.read(CHUNK):
-                    data = dec.decompress(chunk)
-                    write_all(fd, data)
-                    raw += len(data)
-                    progress(f.tell())
-            if not dec.finished or raw != record.raw_bytes:
+                raw, finished = codec.copy_decompressed(record.compression, _Counted(f, progress), _Pipe(fd), CHUNK)
+            if not finished or raw != record.raw_bytes:
                 failure = Dom0Error(f"{plan.image} ends early: it holds {raw} of {record.raw_bytes} bytes")
         except BrokenPipeError:
             pass  # the hypervisor stopped reading: its own error says why

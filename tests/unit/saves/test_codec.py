@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 
@@ -148,3 +149,29 @@ def test_decompress_error_says_the_image_is_damaged() -> None:
     err = codec.decompress_error(Compression.ZSTD, ValueError("bad frame"))
     assert "does not decompress as zstd" in err.message
     assert "damaged" in err.hint
+
+
+class _Collect:
+    """A sink that keeps every byte it is given."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes, /) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+
+@pytest.mark.parametrize("kind", list(Compression))
+@pytest.mark.parametrize("chunk", [4096, 1 << 20])
+def test_copy_decompressed_writes_the_whole_stream(kind: Compression, chunk: int) -> None:
+    sink = _Collect()
+    written, finished = codec.copy_decompressed(kind, io.BytesIO(_compress(kind, DATA, ODD_SIZES)), sink, chunk)
+    assert (b"".join(sink.parts), written, finished) == (DATA, len(DATA), True)
+
+
+@pytest.mark.parametrize("kind", [Compression.ZSTD, Compression.LZ4, Compression.GZIP])
+def test_copy_decompressed_of_a_cut_stream_comes_up_short(kind: Compression) -> None:
+    blob = _compress(kind, DATA, ODD_SIZES)
+    written, finished = codec.copy_decompressed(kind, io.BytesIO(blob[: len(blob) // 2]), _Collect(), 4096)
+    assert written < len(DATA) or not finished
