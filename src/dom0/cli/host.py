@@ -10,10 +10,10 @@ from pathlib import Path
 
 from dom0 import hostconfig, hostpower
 from dom0.cli.progress import board
+from dom0.cli.saves import sweep_leftovers
 from dom0.cli.session import hypervisor, print_json
 from dom0.cli.table import render
 from dom0.hostpower import Step
-from dom0.saves.fifo import sweep
 
 
 def _config(args: argparse.Namespace) -> hostconfig.HostConfig:
@@ -54,7 +54,7 @@ def _print(args: argparse.Namespace, steps: list[Step], title: str, seconds: flo
 def cmd_host_stop(args: argparse.Namespace) -> int:
     """Save every running guest in parallel; shut down those that cannot be saved; never destroy."""
     config = _config(args)
-    _sweep(args, config.directory)
+    sweep_leftovers(config.directory, args.dry_run)
     with hypervisor(args) as hv:
         saves, steps = hostpower.plan_stop(hv, config, args.guests)
         if args.dry_run:
@@ -65,17 +65,10 @@ def cmd_host_stop(args: argparse.Namespace) -> int:
         return _print(args, results, "host stop", time.monotonic() - started)
 
 
-def _sweep(args: argparse.Namespace, directory: Path) -> None:
-    """Finish or clear what an interrupted run left, before connecting (a hypervisor it left waiting blocks)."""
-    if not args.dry_run and directory.is_dir():
-        for note in sweep(directory):
-            print(f"dom0: {note}", file=sys.stderr)
-
-
 def cmd_host_start(args: argparse.Namespace) -> int:
     """Restore every saved guest in parallel, then start the guests marked to start at boot."""
     config = _config(args)
-    _sweep(args, config.directory)
+    sweep_leftovers(config.directory, args.dry_run)
     with hypervisor(args) as hv:
         plans, steps = hostpower.plan_start(hv, config, args.guests)
         if args.dry_run:

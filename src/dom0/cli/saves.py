@@ -45,9 +45,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     """Save guests' memory to compressed images; they stop once their image is on disk."""
     directory = Path(args.dir)
     kind, level = _check_arguments(args)
-    if not args.dry_run and directory.is_dir():
-        # before connecting: a hypervisor an interrupted run left waiting on its FIFO holds its guests' locks
-        _sweep(directory)
+    sweep_leftovers(directory, args.dry_run)
     with hypervisor(args) as hv:
         guests = _targets(args, hv)
         jobs = args.jobs or batch.default_jobs(directory if directory.is_dir() else directory.parent, len(guests))
@@ -82,7 +80,13 @@ def _make_directory(directory: Path) -> None:
         raise Dom0Error(f"cannot create {directory}: {exc.strerror}", "give a writable directory with -d") from exc
 
 
-def _sweep(directory: Path) -> None:
+def sweep_leftovers(directory: Path, dry_run: bool) -> None:
+    """Finish or clear what interrupted runs left in `directory`, saying so; call it before connecting.
+
+    A hypervisor such a run left waiting on its FIFO holds its guests' locks, so listing them would hang.
+    """
+    if dry_run or not directory.is_dir():
+        return
     for note in sweep(directory):
         print(f"dom0: {note}", file=sys.stderr)
 
@@ -169,8 +173,7 @@ def _images(args: argparse.Namespace) -> list[Path]:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1", "leave it out to use one job per core")
     if args.all:
-        if not args.dry_run and Path(args.all).is_dir():
-            _sweep(Path(args.all))  # first: a save an interrupted run left complete becomes restorable
+        sweep_leftovers(Path(args.all), args.dry_run)  # first: a complete save it left becomes restorable
         return manifest.find(Path(args.all))
     if not args.files:
         raise UsageError("name the images (or their NAME.manifest.json) to restore, or --all DIR")

@@ -107,6 +107,9 @@ class _Sink:
             write_all(self.fd, data)
             self.size += len(data)
 
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
     def close(self) -> None:
         os.close(self.fd)
 
@@ -147,7 +150,7 @@ def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: P
         # here on leaves a complete image that the next run's sweep finishes (fifo.sweep).
         try:
             manifest.write(partial_meta, record)
-            os.fsync(sink.fd)
+            sink.sync()
             fsync_file(partial_meta)
         except BaseException as exc:
             raise _save_failed(hv, guest, work, job, exc) from exc
