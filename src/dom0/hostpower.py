@@ -18,6 +18,7 @@ from dom0.hostconfig import HostConfig, OnStop
 from dom0.hypervisor import Hypervisor, PerThread
 from dom0.model import Guest
 from dom0.saves import batch, manifest, stream
+from dom0.saves.codec import Compression
 from dom0.saves.stream import RestorePlan, SaveOptions, SavePlan
 
 BarFactory = Callable[[str, int], Callable[[int], None]]
@@ -86,7 +87,8 @@ def plan_stop(hv: Hypervisor, config: HostConfig, only: Sequence[str] = ()) -> t
 
 
 def _jobs(config: HostConfig, count: int) -> int:
-    return config.jobs or batch.default_jobs(config.directory, max(1, count))
+    compressed = config.compression is not Compression.NONE
+    return config.jobs or batch.default_jobs(config.directory, max(1, count), compressed=compressed)
 
 
 def _save_options(config: HostConfig, jobs: int) -> SaveOptions:

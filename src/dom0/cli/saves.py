@@ -48,7 +48,8 @@ def cmd_save(args: argparse.Namespace) -> int:
     sweep_leftovers(directory, args.dry_run)
     with hypervisor(args) as hv:
         guests = _targets(args, hv)
-        jobs = args.jobs or batch.default_jobs(directory if directory.is_dir() else directory.parent, len(guests))
+        target = directory if directory.is_dir() else directory.parent
+        jobs = args.jobs or batch.default_jobs(target, len(guests), compressed=kind is not Compression.NONE)
         options = SaveOptions(directory, kind, level, batch.compressor_threads(jobs), args.replace)
         # Planned first, so a guest or driver that cannot be saved is refused before anything is created.
         plans = [stream.plan_save(hv, g, options) for g in guests]
@@ -200,6 +201,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         refused = [o for o in checked if not o.ok]
         if args.dry_run:
             return _print_restore_plan(args, plans, refused)
+        compressed = all(p.record and p.record.compression is not Compression.NONE for p in plans)
+        jobs = args.jobs or batch.default_jobs(paths[0].parent, len(plans), compressed=compressed)
         started = time.monotonic()
         workers = PerThread(hv)
         with board(not args.json) as progress:

@@ -41,11 +41,16 @@ def rotational(directory: Path) -> bool:
         return False  # not a block device (tmpfs, overlay, NFS): nothing to seek
 
 
-def default_jobs(directory: Path, count: int) -> int:
-    """Guests handled at once: one per core (at least two, so one slow guest does not hold the rest), two on a
-    spinning disk; never more than there are guests."""
+def default_jobs(directory: Path, count: int, *, compressed: bool = True) -> int:
+    """Guests handled at once: two per core, but two for uncompressed images on a spinning disk; never more than
+    there are guests.
+
+    Two per core because each save or restore spends much of its time waiting on the hypervisor (starting QEMU,
+    reaping it after a save) rather than compressing: one per core left cores idle (bench/save_bench.py). Only raw
+    images move fast enough for parallel streams to seek against each other on a spinning disk.
+    """
     cores = os.cpu_count() or 1
-    jobs = 2 if rotational(directory) else max(2, cores)
+    jobs = 2 if not compressed and rotational(directory) else 2 * cores
     return max(1, min(jobs, count))
 
 

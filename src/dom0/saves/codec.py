@@ -40,7 +40,7 @@ class Compression(StrEnum):
 
 _SUFFIX = {Compression.ZSTD: ".zst", Compression.LZ4: ".lz4", Compression.GZIP: ".gz", Compression.NONE: ""}
 _LEVELS = {  # default, lowest, highest
-    Compression.ZSTD: (3, 1, 19),
+    Compression.ZSTD: (2, 1, 19),
     Compression.LZ4: (0, 0, 16),
     Compression.GZIP: (3, 1, 9),
     Compression.NONE: (0, 0, 0),
@@ -206,19 +206,24 @@ class Source(Protocol):
 class Sink(Protocol):
     """Where decompressed bytes go; write takes all it is given."""
 
-    def write(self, data: bytes, /) -> int: ...
+    def write(self, data: bytes | memoryview, /) -> int: ...
 
 
 def copy_decompressed(kind: Compression, src: Source, dst: Sink, chunk: int) -> tuple[int, bool]:
     """Decompress all of `src` into `dst`; the bytes written, and whether the stream ended properly.
 
-    zstd goes through the library's own copy loop, which hands the hypervisor each `chunk` as soon as it is
-    decoded: a restore fed that way measured ~13% faster than decompressing whole input chunks in Python.
+    zstd decodes straight into one reused buffer of `chunk` bytes that is handed to `dst` as it fills: no output
+    object per chunk, which kept the restore's decoding thread measurably busier than the hypervisor reading it.
     """
     if kind is Compression.ZSTD:
-        copy = zstandard.ZstdDecompressor().copy_stream
-        # its stubs ask for IO[bytes]; it calls only read() and write()
-        _, written = copy(src, dst, read_size=chunk, write_size=chunk)  # type: ignore[arg-type]
+        # its stubs ask for IO[bytes]; it calls only read()
+        reader = zstandard.ZstdDecompressor().stream_reader(src, read_size=chunk, read_across_frames=True)  # type: ignore[arg-type]
+        buffer = bytearray(chunk)
+        view = memoryview(buffer)
+        written = 0
+        while n := reader.readinto(buffer):
+            dst.write(view[:n])
+            written += n
         return written, True  # a cut-short zstd stream is caught by the caller's count of raw bytes
     dec = decompressor(kind)
     written = 0

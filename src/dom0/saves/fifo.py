@@ -96,7 +96,7 @@ def open_writer(fifo: Path, alive: Callable[[], bool]) -> int | None:
                 raise
             if not alive():
                 return None
-            time.sleep(0.02)
+            time.sleep(0.005)  # the hypervisor opens it within milliseconds; each restore waits this long at most
             continue
         os.set_blocking(fd, True)
         _grow(fd)

@@ -364,7 +364,7 @@ class _Pipe:
     def __init__(self, fd: int) -> None:
         self._fd = fd
 
-    def write(self, data: bytes, /) -> int:
+    def write(self, data: bytes | memoryview, /) -> int:
         write_all(self._fd, data)
         return len(data)
 

@@ -38,7 +38,9 @@ def test_jobs_run_at_once() -> None:
 def test_default_jobs_never_exceed_the_guests(tmp_path: Path) -> None:
     assert batch.default_jobs(tmp_path, 1) == 1
     assert batch.default_jobs(tmp_path, 0) == 1
-    # with guests to spare: one per core (at least two), or two on a spinning disk
-    many = 2 if batch.rotational(tmp_path) else max(2, os.cpu_count() or 1)
-    assert batch.default_jobs(tmp_path, 100) == many
+    # with guests to spare: two per core, or two for raw images on a spinning disk
+    cores = os.cpu_count() or 1
+    assert batch.default_jobs(tmp_path, 100) == 2 * cores
+    raw = 2 if batch.rotational(tmp_path) else 2 * cores
+    assert batch.default_jobs(tmp_path, 100, compressed=False) == raw
     assert batch.compressor_threads(1000) == 1

@@ -131,7 +131,7 @@ def test_check_level_refuses_out_of_range_levels_naming_the_range(
 @pytest.mark.parametrize(
     ("kind", "default", "low", "high"),
     [
-        (Compression.ZSTD, 3, 1, 19),
+        (Compression.ZSTD, 2, 1, 19),
         (Compression.LZ4, 0, 0, 16),
         (Compression.GZIP, 3, 1, 9),
         (Compression.NONE, 0, 0, 0),
@@ -157,7 +157,7 @@ class _Collect:
     def __init__(self) -> None:
         self.parts: list[bytes] = []
 
-    def write(self, data: bytes, /) -> int:
+    def write(self, data: bytes | memoryview, /) -> int:
         self.parts.append(bytes(data))
         return len(data)
 
