@@ -3,8 +3,8 @@
 [save]
 directory = "/var/lib/dom0/save"   # where images go
 compress = "zstd"                  # zstd | lz4 | gzip | none
-level = 3
-jobs = 0                           # guests at once; 0 = one per core
+level = 2
+jobs = 0                           # guests at once; 0 = two per core
 [stop]
 shutdown_timeout = 300             # seconds an orderly shutdown may take before it is reported
 [start]

@@ -15,7 +15,7 @@ from dom0.errors import Dom0Error, UsageError
 from dom0.humanize import size as size_iec
 from dom0.hypervisor import Hypervisor, PerThread
 from dom0.model import Guest
-from dom0.saves import batch, manifest, stream
+from dom0.saves import batch, codec, manifest, stream
 from dom0.saves.batch import Outcome
 from dom0.saves.codec import Compression
 from dom0.saves.fifo import sweep
@@ -187,36 +187,50 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not paths:
         print(f"no saved guests in {args.all}")
         return 0
+    jobs = args.jobs or batch.default_jobs(paths[0].parent, len(paths), compressed=not any(map(_raw, paths)))
     with hypervisor(args) as hv:
-        # Checking reads every image whole (size, checksum, header): done for all images at once.
-        jobs = args.jobs or batch.default_jobs(paths[0].parent, len(paths))
-        checkers = PerThread(hv)
-        try:
-            checked = batch.run_all(
-                paths, lambda p: p.name, lambda p: stream.plan_restore(checkers.get(), p, paused=args.paused), jobs
-            )
-        finally:
-            checkers.close()
-        plans = [o.value for o in checked if o.value is not None]
-        refused = [o for o in checked if not o.ok]
-        if args.dry_run:
-            return _print_restore_plan(args, plans, refused)
-        compressed = all(p.record and p.record.compression is not Compression.NONE for p in plans)
-        jobs = args.jobs or batch.default_jobs(paths[0].parent, len(plans), compressed=compressed)
-        started = time.monotonic()
         workers = PerThread(hv)
-        with board(not args.json) as progress:
-
-            def one(plan: RestorePlan) -> Guest:
-                size = plan.record.stored_bytes if plan.record else plan.image.stat().st_size
-                bar = progress.bar(plan.name, size)
-                return stream.restore_image(workers.get(), plan, keep=args.keep, progress=bar)
-
+        if args.dry_run:
             try:
-                outcomes = batch.run_all(plans, lambda p: p.name, one, jobs)
+                checked = batch.run_all(
+                    paths, _label, lambda p: stream.plan_restore(workers.get(), p, paused=args.paused), jobs
+                )
             finally:
                 workers.close()
-        return _report_restores(args, refused + outcomes, time.monotonic() - started)
+            plans = [o.value for o in checked if o.value is not None]
+            return _print_restore_plan(args, plans, [o for o in checked if not o.ok])
+        started = time.monotonic()
+        with board(not args.json) as progress:
+
+            def one(path: Path) -> Guest:
+                # Each image is checked whole (size, checksum, header) just before its own restore: the checks of
+                # the others overlap the hypervisor starting this one, and a refused image stops only itself.
+                hv = workers.get()
+                plan = stream.plan_restore(hv, path, paused=args.paused)
+                size = plan.record.stored_bytes if plan.record else plan.image.stat().st_size
+                return stream.restore_image(hv, plan, keep=args.keep, progress=progress.bar(plan.name, size))
+
+            try:
+                outcomes = batch.run_all(paths, _label, one, jobs)
+            finally:
+                workers.close()
+        return _report_restores(args, outcomes, time.monotonic() - started)
+
+
+def _label(path: Path) -> str:
+    """The guest an image or manifest path is named after."""
+    return path.name.removesuffix(manifest.SUFFIX) if path.name.endswith(manifest.SUFFIX) else path.name
+
+
+def _raw(path: Path) -> bool:
+    """Whether `path` names an uncompressed image (a bare hypervisor image, or a manifest of one)."""
+    try:
+        if path.name.endswith(manifest.SUFFIX):
+            return manifest.read(path).compression is Compression.NONE
+        with path.open("rb") as f:
+            return codec.detect(f.read(8)) is Compression.NONE
+    except (Dom0Error, OSError):
+        return False  # its check refuses it, with the reason
 
 
 def _print_restore_plan(args: argparse.Namespace, plans: list[RestorePlan], refused: list[Outcome[RestorePlan]]) -> int:
