@@ -410,12 +410,13 @@ class LibvirtHypervisor:
                     if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
                         raise
                     xml = ""  # libvirt's Xen (libxl) driver cannot read a save file's XML: find what is new
-            before = {d.UUIDString() for d in self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+            active = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE
+            before = set() if expect or xml else {d.UUIDString() for d in self._conn.listAllDomains(active)}
             self._conn.restoreFlags(path, None, libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else 0)
             if expect:
                 return self.guest(expect)
             if not xml:
-                after = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                after = self._conn.listAllDomains(active)
                 fresh = [d.UUIDString() for d in after if d.UUIDString() not in before]
                 if len(fresh) == 1:
                     return self.guest(fresh[0])
