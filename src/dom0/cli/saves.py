@@ -205,10 +205,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
             def one(path: Path) -> Guest:
                 # Each image is checked whole (size, checksum, header) just before its own restore: the checks of
                 # the others overlap the hypervisor starting this one, and a refused image stops only itself.
-                hv = workers.get()
-                plan = stream.plan_restore(hv, path, paused=args.paused)
+                worker = workers.get()
+                plan = stream.plan_restore(worker, path, paused=args.paused)
                 size = plan.record.stored_bytes if plan.record else plan.image.stat().st_size
-                return stream.restore_image(hv, plan, keep=args.keep, progress=progress.bar(plan.name, size))
+                return stream.restore_image(worker, plan, keep=args.keep, progress=progress.bar(plan.name, size))
 
             try:
                 outcomes = batch.run_all(paths, _label, one, jobs)

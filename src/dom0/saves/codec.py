@@ -213,8 +213,8 @@ class Sink(Protocol):
 def copy_decompressed(kind: Compression, src: Source, dst: Sink, chunk: int) -> tuple[int, bool]:
     """Decompress all of `src` into `dst`; the bytes written, and whether the stream ended properly.
 
-    zstd decodes straight into one reused buffer of `chunk` bytes that is handed to `dst` as it fills: no output
-    object per chunk, which kept the restore's decoding thread measurably busier than the hypervisor reading it.
+    zstd decodes straight into one reused buffer of `chunk` bytes, handed to `dst` as it fills: a new output object
+    per chunk, allocated and copied, took ~8% of a restore's CPU (perf, bench/save_bench.py).
     """
     if kind is Compression.ZSTD:
         # its stubs ask for IO[bytes]; it calls only read()
