@@ -254,11 +254,31 @@ def dom0_way(guests: Sequence[BenchGuest]) -> dict[str, float]:
     return {"save": t_save, "restore": t_restore, "stored": stored, "raw": raw}
 
 
+def orphan_reap_delay() -> float:
+    """Seconds a killed orphan (a process whose parent exited, as libvirt's QEMU is) lingers until init reaps it.
+
+    libvirt's save waits for its QEMU to be gone: on a host whose init reaps late, every virsh save waits that long,
+    and sequential saves add it up while dom0's parallel jobs overlap it. Printed so a run can be read for what it is.
+    """
+    out = run.run(["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!"], timeout=10).stdout
+    pid = int(out.decode().strip())
+    start = time.perf_counter()
+    os.kill(pid, signal.SIGTERM)
+    while time.perf_counter() - start < 30:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.002)
+    return time.perf_counter() - start
+
+
 def report(seed: dict[str, float], dom0: dict[str, float] | None) -> list[str]:
     """Print the times, sizes and ratios; the bars missed."""
     print(f"guests: {GUESTS} x {MEMORY_MIB} MiB, QEMU (TCG), RAM filled from a read-only disk of host files")
     # other guests on the host compete for the same cores: the load tells how much to trust one run
     print(f"host: {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f} (1 min)")
+    print(f"a killed orphan is reaped after {orphan_reap_delay():.2f} s here (libvirt waits that long after each save)")
     print(f"raw images (virsh save)     {seed['raw'] / MiB:8.1f} MiB")
     print(f"gzip -3 of them             {seed['gz'] / MiB:8.1f} MiB   ratio {seed['gz'] / seed['raw']:.3f}")
     print(f"virsh save x{GUESTS} (sequential) {seed['save']:8.2f} s")
