@@ -23,14 +23,18 @@ from dom0.saves.manifest import Manifest
 from dom0.saves.stream import RestorePlan, SaveOptions, SavePlan
 
 
+def _check_jobs(args: argparse.Namespace) -> None:
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1", "leave it out to run two per core")
+
+
 def _check_arguments(args: argparse.Namespace) -> tuple[Compression, int]:
     """Everything about the command line that needs no hypervisor: checked before connecting."""
     if args.all and args.guests:
         raise UsageError("give guests or --all, not both")
     if not args.all and not args.guests:
         raise UsageError("name the guests to save, or --all for every running guest")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("--jobs must be at least 1", "leave it out to use one job per core")
+    _check_jobs(args)
     kind = Compression(args.compress)
     return kind, kind.check_level(args.level if args.level is not None else kind.default_level)
 
@@ -171,8 +175,7 @@ def _stderr() -> TextIO:
 def _images(args: argparse.Namespace) -> list[Path]:
     if args.all and args.files:
         raise UsageError("give images or --all DIR, not both")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("--jobs must be at least 1", "leave it out to use one job per core")
+    _check_jobs(args)
     if args.all:
         sweep_leftovers(Path(args.all), args.dry_run)  # first: a complete save it left becomes restorable
         return manifest.find(Path(args.all))
