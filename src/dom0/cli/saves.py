@@ -18,7 +18,7 @@ from dom0.model import Guest
 from dom0.saves import batch, codec, manifest, stream
 from dom0.saves.batch import Outcome
 from dom0.saves.codec import Compression
-from dom0.saves.fifo import sweep
+from dom0.saves.fifo import check_directory, sweep
 from dom0.saves.manifest import Manifest
 from dom0.saves.stream import RestorePlan, SaveOptions, SavePlan
 
@@ -90,7 +90,10 @@ def sweep_leftovers(directory: Path, dry_run: bool) -> None:
 
     A hypervisor such a run left waiting on its FIFO holds its guests' locks, so listing them would hang.
     """
-    if dry_run or not directory.is_dir():
+    if not directory.is_dir():
+        return
+    check_directory(directory)  # a dry run says so too
+    if dry_run:
         return
     for note in sweep(directory):
         print(f"dom0: {note}", file=sys.stderr)

@@ -36,7 +36,6 @@ from dom0.saves.fifo import (
     read_all,
     write_all,
 )
-from dom0.saves.hangup import cancel_waiting_writer
 from dom0.saves.manifest import Manifest
 
 Progress = Callable[[int], None]
@@ -97,7 +96,7 @@ class _Sink:
     """The partial image file: counts and hashes what is stored."""
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -207,7 +206,7 @@ def _save_failed(hv: Hypervisor, guest: Guest, work: WorkDir, job: Background[No
     """The error for a save that did not complete, saying what became of the guest."""
     directory = work.path.parent
     if not job.wait(0.5):
-        cancel_waiting_writer(work.fifo)  # the stream had ended: the hypervisor waits on its second open
+        work.cancel_waiting_writer()  # the stream had ended: the hypervisor waits on its second open
         job.wait(ABORT_WAIT_S)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         reason = f"{directory} is full"

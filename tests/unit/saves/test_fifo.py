@@ -10,8 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from libvirtd_standin import Standins
 
+from dom0.errors import Dom0Error
 from dom0.saves.fifo import WorkDir, sweep
+
+
+@pytest.fixture
+def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standins]:
+    with Standins(tmp_path_factory.mktemp("sbin")) as started:
+        yield started
 
 
 def _abandoned(directory: Path, name: str = "web1", kind: str = "save") -> Path:
@@ -180,3 +188,118 @@ def test_a_hypervisor_waiting_for_an_abandoned_restore_stream_sees_it_end(tmp_pa
     thread.join(2)
     assert got == [b""]
     assert not work.exists()
+
+
+def test_work_dirs_are_private_to_dom0s_user(tmp_path: Path) -> None:
+    with WorkDir(tmp_path, "save", "web1") as work:
+        st = work.path.stat()
+        assert (st.st_mode & 0o777, st.st_uid) == (0o700, os.geteuid())
+
+
+def _complete(work: Path) -> None:
+    (work / "web1.save.zst.partial").write_bytes(b"whole compressed image")
+    (work / "web1.manifest.json.partial").write_text("{}")
+
+
+def test_a_link_named_stream_is_never_written(tmp_path: Path, libvirtd: Standins) -> None:
+    os.mkfifo(tmp_path / "elsewhere.fifo")
+    libvirtd(tmp_path / "elsewhere.fifo")  # a daemon waits, so dom0 would go on to fill the pipe it opened
+    saves = tmp_path / "saves"
+    saves.mkdir(mode=0o700)
+    work = _abandoned(saves)
+    (work / "web1.save.zst.partial").write_bytes(b"half an image")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (work / "stream").unlink()
+    (work / "stream").symlink_to(victim)
+    notes = sweep(saves)
+    assert victim.read_bytes() == b"precious"
+    assert notes == [f"left {work.name} alone: its stream is a symbolic link, not a FIFO, {ALIEN}"]
+    assert (work / "stream").is_symlink()  # left as it was, for the admin to look at
+
+
+ALIEN = "which dom0 does not make (remove it by hand once you know what it is)"
+
+
+def test_a_work_dir_that_is_a_link_is_not_followed(tmp_path: Path) -> None:
+    saves, elsewhere = tmp_path / "saves", tmp_path / "elsewhere"
+    saves.mkdir(mode=0o700)
+    elsewhere.mkdir(mode=0o700)
+    _complete(elsewhere)
+    os.mkfifo(elsewhere / "stream", 0o600)
+    (elsewhere / "lock").write_bytes(b"")
+    (saves / ".dom0-restore-x").symlink_to(elsewhere)
+    notes = sweep(saves)
+    assert sorted(p.name for p in elsewhere.iterdir()) == [
+        "lock",
+        "stream",
+        "web1.manifest.json.partial",
+        "web1.save.zst.partial",
+    ]
+    assert [p.name for p in saves.iterdir()] == [".dom0-restore-x"]
+    assert notes == [f"left .dom0-restore-x alone: it is a symbolic link, {ALIEN}"]
+
+
+@pytest.mark.parametrize("kind", ["large file", "link to /dev/zero"])
+def test_a_stream_that_is_not_a_fifo_is_not_read(tmp_path: Path, kind: str) -> None:
+    work = _abandoned(tmp_path)
+    _complete(work)
+    (work / "stream").unlink()
+    if kind == "large file":
+        with open(work / "stream", "wb") as f:
+            f.truncate(8 << 30)  # sparse: 8 GiB that read_all would take into memory
+    else:
+        (work / "stream").symlink_to("/dev/zero")
+    started = time.monotonic()
+    notes = sweep(tmp_path)
+    assert time.monotonic() - started < 1
+    assert len(notes) == 1
+    assert notes[0].startswith(f"left {work.name} alone: its stream is a ")
+    assert (work / "web1.save.zst.partial").exists()  # nothing moved, nothing removed
+
+
+def test_an_endless_writer_on_the_fifo_is_cut_off(tmp_path: Path) -> None:
+    work = _abandoned(tmp_path)
+    _complete(work)
+
+    def writer() -> None:
+        try:
+            with open(work / "stream", "wb") as fifo:
+                while True:
+                    fifo.write(bytes(1 << 20))
+        except BrokenPipeError:
+            pass
+
+    threading.Thread(target=writer, daemon=True).start()
+    started = time.monotonic()
+    notes = sweep(tmp_path)
+    assert time.monotonic() - started < 5
+    assert "finished web1's save" in notes[0]
+    assert (tmp_path / "web1.save.zst").read_bytes() == b"whole compressed image"
+
+
+def test_a_work_dir_of_another_user_is_left_alone(tmp_path: Path) -> None:
+    work = _abandoned(tmp_path)
+    (work / "web1.save.zst.partial").write_bytes(b"half an image")
+    os.chown(work / "web1.save.zst.partial", 4321, 4321)
+    notes = sweep(tmp_path)
+    assert notes == [f"left {work.name} alone: its web1.save.zst.partial belongs to uid 4321, {ALIEN}"]
+    assert (work / "web1.save.zst.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner", "hint"), [(0o777, None, "chmod go-w"), (0o770, None, "chmod go-w"), (0o700, 4321, "chown")]
+)
+def test_a_directory_others_can_write_to_is_refused(tmp_path: Path, mode: int, owner: int | None, hint: str) -> None:
+    saves = tmp_path / "saves"
+    saves.mkdir()
+    work = _abandoned(saves)
+    saves.chmod(mode)
+    if owner is not None:
+        os.chown(saves, owner, owner)
+    with pytest.raises(Dom0Error) as caught:
+        sweep(saves)
+    assert hint in caught.value.hint
+    with pytest.raises(Dom0Error):
+        WorkDir(saves, "save", "web1")
+    assert [p.name for p in saves.iterdir()] == [work.name]

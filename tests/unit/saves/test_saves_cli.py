@@ -106,3 +106,17 @@ def test_restore_of_a_compressed_image_without_manifest_is_refused(tmp_path: Pat
     image.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(100))
     _error(dom0("-c", T, "restore", str(image)), 1, "compressed but has no manifest", "manifest.json")
     assert image.exists()  # a refused image is never removed
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("save", "--all", "-d"), ("save", "--all", "--dry-run", "-d"), ("restore", "--all"), ("host", "stop", "--dir")],
+)
+def test_a_save_directory_others_can_write_to_is_refused(tmp_path: Path, command: tuple[str, ...]) -> None:
+    saves = tmp_path / "saves"
+    saves.mkdir()
+    work = _abandoned_work_dir(saves)
+    saves.chmod(0o777)
+    r = dom0("-c", T, *command, str(saves))
+    _error(r, 1, f"{saves} is writable by other users (mode 0777)", f"chmod go-w {saves}")
+    assert work.exists()  # its leftovers are not touched either
