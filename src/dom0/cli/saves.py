@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from dom0.cli.progress import board
 from dom0.cli.session import hypervisor, print_json
 from dom0.cli.table import render
 from dom0.errors import Dom0Error, UsageError
+from dom0.filedata import open_regular
 from dom0.humanize import size as size_iec
 from dom0.hypervisor import Hypervisor, PerThread
 from dom0.model import Guest
@@ -233,7 +235,7 @@ def _raw(path: Path) -> bool:
     try:
         if path.name.endswith(manifest.SUFFIX):
             return manifest.read(path).compression is Compression.NONE
-        with path.open("rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:  # a FIFO or device given as an image hangs nothing
             return codec.detect(f.read(8)) is Compression.NONE
     except (Dom0Error, OSError):
         return False  # its check refuses it, with the reason

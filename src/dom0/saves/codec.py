@@ -72,26 +72,8 @@ class Compressor(Protocol):
         ...
 
 
-class Decompressor(Protocol):
-    """A streaming decompressor; `finished` tells whether the compressed stream ended properly."""
-
-    def decompress(self, data: bytes) -> bytes:
-        """Decompressed bytes of `data`."""
-        ...
-
-    @property
-    def finished(self) -> bool:
-        """Whether the end of the compressed stream has been seen (False means the image was cut short)."""
-        ...
-
-
 class _Identity:
-    finished = True
-
     def compress(self, data: bytes) -> bytes:
-        return data
-
-    def decompress(self, data: bytes) -> bytes:
         return data
 
     def flush(self) -> bytes:
@@ -112,18 +94,6 @@ class _Zstd:
         return self._obj.flush()
 
 
-class _ZstdReader:
-    def __init__(self) -> None:
-        self._obj = zstandard.ZstdDecompressor().decompressobj()
-
-    def decompress(self, data: bytes) -> bytes:
-        return self._obj.decompress(data)
-
-    @property
-    def finished(self) -> bool:
-        return bool(self._obj.eof)
-
-
 class _Lz4:
     def __init__(self, level: int) -> None:
         self._obj = lz4.frame.LZ4FrameCompressor(compression_level=level, content_checksum=True)
@@ -140,18 +110,6 @@ class _Lz4:
         return head + bytes(self._obj.flush())
 
 
-class _Lz4Reader:
-    def __init__(self) -> None:
-        self._obj = lz4.frame.LZ4FrameDecompressor()
-
-    def decompress(self, data: bytes) -> bytes:
-        return bytes(self._obj.decompress(data))
-
-    @property
-    def finished(self) -> bool:
-        return bool(self._obj.eof)
-
-
 class _Gzip:
     def __init__(self, level: int) -> None:
         self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)
@@ -163,18 +121,6 @@ class _Gzip:
         return self._obj.flush()
 
 
-class _GzipReader:
-    def __init__(self) -> None:
-        self._obj = zlib.decompressobj(31)
-
-    def decompress(self, data: bytes) -> bytes:
-        return self._obj.decompress(data)
-
-    @property
-    def finished(self) -> bool:
-        return self._obj.eof
-
-
 def compressor(kind: Compression, level: int, threads: int = 1) -> Compressor:
     """A streaming compressor; `threads` applies to zstd (its workers run beside the caller)."""
     kind.check_level(level)
@@ -184,17 +130,6 @@ def compressor(kind: Compression, level: int, threads: int = 1) -> Compressor:
         return _Lz4(level)
     if kind is Compression.GZIP:
         return _Gzip(level)
-    return _Identity()
-
-
-def decompressor(kind: Compression) -> Decompressor:
-    """A streaming decompressor for images compressed with `kind`."""
-    if kind is Compression.ZSTD:
-        return _ZstdReader()
-    if kind is Compression.LZ4:
-        return _Lz4Reader()
-    if kind is Compression.GZIP:
-        return _GzipReader()
     return _Identity()
 
 
@@ -210,29 +145,121 @@ class Sink(Protocol):
     def write(self, data: bytes | memoryview, /) -> int: ...
 
 
-def copy_decompressed(kind: Compression, src: Source, dst: Sink, chunk: int) -> tuple[int, bool]:
-    """Decompress all of `src` into `dst`; the bytes written, and whether the stream ended properly.
+class _Decoder(Protocol):
+    """Compressed bytes decoded in pieces of a bounded size: a few KiB of input can stand for GiB of output, so no
+    step may decode more than one piece (a piece may be a view of a buffer the next read reuses)."""
 
-    zstd decodes straight into one reused buffer of `chunk` bytes, handed to `dst` as it fills: a new output object
-    per chunk, allocated and copied, took ~8% of a restore's CPU (perf, bench/save_bench.py).
-    """
-    if kind is Compression.ZSTD:
+    @property
+    def finished(self) -> bool:
+        """Whether the compressed stream ended properly (False means it was cut short)."""
+        ...
+
+    def read(self) -> bytes | memoryview:
+        """The next piece, b'' at the end."""
+        ...
+
+
+class _ZstdDecoder:
+    # Its own copy loop into one reused buffer: a new output object per piece, allocated and copied, took ~8% of a
+    # restore's CPU (perf, bench/save_bench.py).
+    finished = True  # it does not tell a cut-short stream from a whole one: callers count the raw bytes
+
+    def __init__(self, src: Source, step: int) -> None:
         # its stubs ask for IO[bytes]; it calls only read()
-        reader = zstandard.ZstdDecompressor().stream_reader(src, read_size=chunk, read_across_frames=True)  # type: ignore[arg-type]
-        buffer = bytearray(chunk)
-        view = memoryview(buffer)
-        written = 0
-        while n := reader.readinto(buffer):
-            dst.write(view[:n])
-            written += n
-        return written, True  # a cut-short zstd stream is caught by the caller's count of raw bytes
-    dec = decompressor(kind)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(src, read_size=step, read_across_frames=True)  # type: ignore[arg-type]
+        self._buffer = bytearray(step)
+        self._view = memoryview(self._buffer)
+
+    def read(self) -> bytes | memoryview:
+        return self._view[: self._reader.readinto(self._buffer)]
+
+
+class _GzipDecoder:
+    def __init__(self, src: Source, step: int) -> None:
+        self._obj = zlib.decompressobj(31)
+        self._src = src
+        self._step = step
+
+    @property
+    def finished(self) -> bool:
+        return self._obj.eof
+
+    def read(self) -> bytes:
+        while not self._obj.eof:
+            data = self._obj.unconsumed_tail or self._src.read(self._step)
+            out = self._obj.decompress(data, self._step)  # no more than one step, whatever `data` stands for
+            if out or not data:
+                return out
+        return b""
+
+
+class _Lz4Decoder:
+    def __init__(self, src: Source, step: int) -> None:
+        self._obj = lz4.frame.LZ4FrameDecompressor()
+        self._src = src
+        self._step = step
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._obj.eof)
+
+    def read(self) -> bytes:
+        while not self._obj.eof:
+            data = self._src.read(self._step) if self._obj.needs_input else b""
+            if not data and self._obj.needs_input:
+                return b""
+            out = bytes(self._obj.decompress(data, max_length=self._step))  # it keeps the input it did not use
+            if out:
+                return out
+        return b""
+
+
+class _Plain:
+    finished = True
+
+    def __init__(self, src: Source, step: int) -> None:
+        self._src = src
+        self._step = step
+
+    def read(self) -> bytes:
+        return self._src.read(self._step)
+
+
+def _decoder(kind: Compression, src: Source, step: int) -> _Decoder:
+    if kind is Compression.ZSTD:
+        return _ZstdDecoder(src, step)
+    if kind is Compression.LZ4:
+        return _Lz4Decoder(src, step)
+    if kind is Compression.GZIP:
+        return _GzipDecoder(src, step)
+    return _Plain(src, step)
+
+
+def copy_decompressed(
+    kind: Compression, src: Source, dst: Sink, chunk: int, limit: int | None = None
+) -> tuple[int, bool]:
+    """Decompress `src` into `dst`, `chunk` bytes at most at a time; the bytes written, and whether the stream ended
+    properly. With `limit`, Dom0Error the moment it decodes to more (nothing past the limit is written)."""
+    dec = _decoder(kind, src, chunk)
     written = 0
-    while data := src.read(chunk):
-        out = dec.decompress(data)
-        dst.write(out)
-        written += len(out)
+    while piece := dec.read():
+        if limit is not None and written + len(piece) > limit:
+            raise Dom0Error(
+                f"the image decompresses to more than the {limit} bytes its manifest declares",
+                "the image or its manifest is damaged; it cannot be restored safely",
+            )
+        dst.write(piece)
+        written += len(piece)
     return written, dec.finished
+
+
+def head(kind: Compression, src: Source, size: int) -> bytes:
+    """The first `size` decompressed bytes of `src` (fewer when it is shorter), decoding no more than that."""
+    dec = _decoder(kind, src, min(size, 1 << 16))
+    out = bytearray()
+    while len(out) < size and (piece := dec.read()):
+        out += piece
+    return bytes(out[:size])
 
 
 def decompress_error(kind: Compression, exc: Exception) -> Dom0Error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError
-from dom0.filedata import sha256_file
+from dom0.filedata import kind_of, open_regular
 from dom0.hypervisor import Hypervisor
 from dom0.model import Guest, GuestState, SaveFormat
 from dom0.saveimage import HEAD_BYTES, ImageHeader, StreamFixer, fixer_for, sniff
@@ -258,26 +259,59 @@ def plan_restore(hv: Hypervisor, path: Path, *, paused: bool = False) -> Restore
     record = manifest.read(meta)
     image = meta.parent / record.image
     _check_format(hv, record.save_format, f"{record.name}'s image", record.uri)
-    try:
-        size = image.stat().st_size
-    except FileNotFoundError as exc:
-        raise Dom0Error(f"{image} is missing; its manifest {meta.name} is all that is left") from exc
-    if size != record.stored_bytes:
+    if record.raw_bytes > _plausible_raw_bytes():
         raise Dom0Error(
-            f"{image} is damaged: {size} bytes, its manifest says {record.stored_bytes}",
-            "the save was cut short or the file was changed; it cannot be restored safely",
+            f"{meta} declares a {record.raw_bytes}-byte image, more than this host's memory could ever hold",
+            "the manifest is damaged or was not written by `dom0 save`; it cannot be restored",
         )
-    digest = sha256_file(image)
-    if digest != record.sha256:
-        raise Dom0Error(
-            f"{image} is damaged: its checksum does not match the manifest's",
-            "the file changed after it was saved; it cannot be restored safely",
-        )
-    header = sniff(_head(image, record.compression))
+    with os.fdopen(_open_image(image, meta), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size != record.stored_bytes:
+            raise Dom0Error(
+                f"{image} is damaged: {size} bytes, its manifest says {record.stored_bytes}",
+                "the save was cut short or the file was changed; it cannot be restored safely",
+            )
+        if hashlib.file_digest(f, "sha256").hexdigest() != record.sha256:
+            raise Dom0Error(
+                f"{image} is damaged: its checksum does not match the manifest's",
+                "the file changed after it was saved; it cannot be restored safely",
+            )
+        f.seek(0)
+        try:
+            head = codec.head(record.compression, f, min(HEAD_BYTES, record.raw_bytes))
+        except codec.DECODE_ERRORS as exc:
+            raise codec.decompress_error(record.compression, exc) from exc
+    header = sniff(head)
     if header.format is not record.save_format or (header.uuid and header.uuid != record.uuid):
         raise Dom0Error(f"{image} does not hold the guest its manifest describes ({record.name})")
     _check_not_running(hv, header.uuid or record.uuid, record.name)
     return RestorePlan(image, meta, record, header, paused or record.state == "paused")
+
+
+def _plausible_raw_bytes() -> int:
+    """The most a guest's memory image can be here: twice the host's memory (ample for overcommitted guests)."""
+    return 2 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _open_image(image: Path, meta: Path) -> int:
+    """The image a manifest names, opened read-only: a regular file in the manifest's directory, never a link
+    (the manifest names it; the administrator did not), a FIFO or a device, which could hang or never end."""
+    try:
+        fd = os.open(image, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise Dom0Error(f"{image} is missing; its manifest {meta.name} is all that is left") from exc
+    except OSError as exc:
+        why = "is a symbolic link, which dom0 does not follow from a manifest" if exc.errno == errno.ELOOP else ""
+        raise Dom0Error(f"{image} {why or 'cannot be read: ' + (exc.strerror or str(exc))}", _NOT_AN_IMAGE) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise Dom0Error(f"{image} is {kind_of(mode)}, not a save image file", _NOT_AN_IMAGE)
+    os.set_blocking(fd, True)
+    return fd
+
+
+_NOT_AN_IMAGE = "the manifest's image must be the file `dom0 save` wrote beside it"
 
 
 def _guest_name_of(image: Path) -> str:
@@ -289,13 +323,11 @@ def _guest_name_of(image: Path) -> str:
 
 
 def _plan_bare(hv: Hypervisor, path: Path, paused: bool) -> RestorePlan:
-    try:
-        with path.open("rb") as f:
+    with os.fdopen(open_regular(path, "give an image written by `dom0 save`, `virsh save` or `xl save`"), "rb") as f:
+        try:
             head = f.read(HEAD_BYTES)
-    except FileNotFoundError as exc:
-        raise Dom0Error(f"{path} does not exist") from exc
-    except OSError as exc:
-        raise Dom0Error(f"cannot read {path}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise Dom0Error(f"cannot read {path}: {exc.strerror}") from exc
     if codec.detect(head) is not Compression.NONE:
         raise Dom0Error(
             f"{path} is compressed but has no manifest beside it",
@@ -329,19 +361,6 @@ def _check_not_running(hv: Hypervisor, ref: str, name: str) -> None:
             f"{name} is already running ({current.state}): restoring its image would start it twice",
             f"shut it down first if the image is what you want (`dom0 shutdown {name}`), or remove the image",
         )
-
-
-def _head(image: Path, compression: Compression) -> bytes:
-    """The first HEAD_BYTES of the hypervisor's image, decompressed."""
-    dec = codec.decompressor(compression)
-    out = bytearray()
-    try:
-        with image.open("rb") as f:
-            while len(out) < HEAD_BYTES and (chunk := f.read(1 << 16)):
-                out += dec.decompress(chunk)
-    except codec.DECODE_ERRORS as exc:
-        raise codec.decompress_error(compression, exc) from exc
-    return bytes(out[:HEAD_BYTES])
 
 
 class _Counted:
@@ -384,8 +403,9 @@ def restore_image(hv: Hypervisor, plan: RestorePlan, *, keep: bool = False, prog
             raise Dom0Error(f"the hypervisor ended the restore of {record.name} without reading the image")
         failure: BaseException | None = None
         try:
-            with plan.image.open("rb") as f:
-                raw, finished = codec.copy_decompressed(record.compression, _Counted(f, progress), _Pipe(fd), CHUNK)
+            with os.fdopen(_open_image(plan.image, plan.manifest_path or plan.image), "rb") as f:
+                source = _Counted(f, progress)
+                raw, finished = codec.copy_decompressed(record.compression, source, _Pipe(fd), CHUNK, record.raw_bytes)
             if not finished or raw != record.raw_bytes:
                 failure = Dom0Error(f"{plan.image} ends early: it holds {raw} of {record.raw_bytes} bytes")
         except BrokenPipeError:

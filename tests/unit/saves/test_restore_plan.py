@@ -7,13 +7,17 @@ must be of the driver's own kind, the connection is told it speaks libvirt's QEM
 from __future__ import annotations
 
 import hashlib
+import os
+import resource
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import zstandard
 
 from dom0.errors import Dom0Error, GuestStateError
 from dom0.hypervisor import Hypervisor, UriChoice, connect
@@ -23,7 +27,7 @@ from dom0.saveimage import qemu as qemusave
 from dom0.saves import codec, manifest
 from dom0.saves.codec import Compression
 from dom0.saves.manifest import Manifest
-from dom0.saves.stream import plan_restore
+from dom0.saves.stream import plan_restore, restore_image
 
 UUID = "6a1c2f3e-8b4d-4e5f-9a0b-1c2d3e4f5a6b"
 TEST_GUEST_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"  # the guest "test" that test:///default always runs
@@ -210,3 +214,81 @@ def test_guest_that_already_runs_is_refused(tmp_path: Path, qemu_hv: Hypervisor)
     image.write_bytes(qemu_image("test", TEST_GUEST_UUID))
     with pytest.raises(GuestStateError, match="already running"):
         plan_restore(qemu_hv, image)
+
+
+def _zstd_zeros(gib: int) -> bytes:
+    """A zstd stream of `gib` GiB of zeros: about 32 KiB per GiB, built a piece at a time."""
+    obj = zstandard.ZstdCompressor(level=1).compressobj()
+    zeros = bytes(64 << 20)
+    return b"".join(obj.compress(zeros) for _ in range(16 * gib)) + obj.flush()
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
+
+
+def test_a_decompression_bomb_is_refused_in_bounded_memory(tmp_path: Path, qemu_hv: Hypervisor) -> None:
+    bomb = _zstd_zeros(1)  # ~33 KiB that decode to 1 GiB
+    meta = store(tmp_path, b"", stored=bomb, raw_bytes=1 << 20)
+    before, started = _peak_rss(), time.monotonic()
+    with pytest.raises(Dom0Error, match="not a save image dom0 knows"):
+        plan_restore(qemu_hv, meta)
+    assert time.monotonic() - started < 5
+    assert _peak_rss() - before < 200 << 20
+
+
+def test_a_declared_size_no_host_could_hold_is_refused_first(tmp_path: Path, qemu_hv: Hypervisor) -> None:
+    meta = store(tmp_path, qemu_image(), raw_bytes=1 << 60)
+    with pytest.raises(Dom0Error, match="more than this host's memory could ever hold") as caught:
+        plan_restore(qemu_hv, meta)
+    assert "damaged" in caught.value.hint
+
+
+class _Draining:
+    """A hypervisor whose restore reads the whole FIFO, then fails as QEMU would on a stream it cannot load."""
+
+    uri = "qemu:///system"
+
+    def __init__(self) -> None:
+        self.got = 0
+
+    def restore(self, path: str, *, paused: bool, expect: str) -> Any:
+        with open(path, "rb") as fifo:
+            while chunk := fifo.read(1 << 20):
+                self.got += len(chunk)
+        raise Dom0Error("QEMU could not load the stream")
+
+
+@pytest.mark.parametrize("kind", [Compression.ZSTD, Compression.LZ4, Compression.GZIP])
+def test_restore_stops_at_the_size_the_manifest_declares(
+    tmp_path: Path, qemu_hv: Hypervisor, kind: Compression
+) -> None:
+    raw = qemu_image()
+    stored = compress(raw + bytes(64 << 20), kind)  # a header that passes, then 64 MiB more than declared
+    plan = plan_restore(qemu_hv, store(tmp_path, raw, kind=kind, stored=stored))
+    hv = _Draining()
+    with pytest.raises(Dom0Error, match=f"decompresses to more than the {len(raw)} bytes its manifest declares"):
+        restore_image(cast(Hypervisor, hv), plan)
+    assert hv.got <= len(raw)
+    assert (tmp_path / f"web1.save{kind.suffix}").exists()  # a refused image is kept
+
+
+@pytest.mark.parametrize("what", ["fifo", "link to /dev/zero", "directory"])
+def test_an_image_that_is_not_a_regular_file_is_refused_without_reading(
+    tmp_path: Path, qemu_hv: Hypervisor, what: str
+) -> None:
+    meta = store(tmp_path, qemu_image())
+    image = tmp_path / "web1.save.zst"
+    image.unlink()
+    if what == "fifo":
+        os.mkfifo(image)  # nobody ever writes: reading it would wait forever
+    elif what == "directory":
+        image.mkdir()
+    else:
+        image.symlink_to("/dev/zero")
+    started = time.monotonic()
+    with pytest.raises(Dom0Error) as caught:
+        plan_restore(qemu_hv, meta)
+    assert time.monotonic() - started < 2
+    assert str(image) in caught.value.message
+    assert "\n" not in caught.value.message
