@@ -43,6 +43,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             rows = [(d.target, size(d.size_bytes), dest) for d, dest in plan.destinations]
             print(f"import {plan.manifest.name} as {plan.name} (UUID {plan.uuid}):")
             print(render(("Disk", "Size", "To"), rows))
+            for note in plan.notes:
+                print(f"  note: {note}")
         if args.dry_run:
             return 0
         started = time.monotonic()
@@ -51,7 +53,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         seconds = time.monotonic() - started
     if args.json:
         print_json(
-            {"name": name, "uuid": plan.uuid, "disks": [dest for _, dest in plan.destinations], "seconds": seconds}
+            {
+                "name": name,
+                "uuid": plan.uuid,
+                "disks": [dest for _, dest in plan.destinations],
+                "notes": list(plan.notes),
+                "seconds": seconds,
+            }
         )
     else:
         print(f"imported {name} in {seconds:.1f} s; start it with `dom0 start {name}`")

@@ -18,6 +18,7 @@ from dom0.guest.editors import EXT_TYPES
 from dom0.guest.identity import IdentityChange, plan_identity
 from dom0.hypervisor import Hypervisor
 from dom0.hypervisor.domclone import CloneChange, DiskRewrite, clone_definition, per_guest_path
+from dom0.hypervisor.domscreen import GUEST_NAME_HINT, valid_guest_name
 from dom0.image.layout import scan
 from dom0.image.osinspect import find_roots
 from dom0.image.source import open_image
@@ -190,8 +191,8 @@ def _preview_identity(steps: tuple[DiskStep, ...], change: IdentityChange, notes
 
 
 def _check_new_name(hv: Hypervisor, name: str) -> None:
-    if not name or "/" in name or name.startswith("."):
-        raise UsageError(f"{name!r} cannot be a guest name", "use letters, digits, '-', '_' and '.'")
+    if not valid_guest_name(name):
+        raise UsageError(f"{name[:80]!r} cannot be a guest name", GUEST_NAME_HINT)
     try:
         hv.guest(name)
     except GuestNotFound:
