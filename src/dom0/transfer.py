@@ -487,7 +487,7 @@ def apply_import(hv: Hypervisor, plan: ImportPlan, bar: Callable[[str, int], Pro
                 continue
             if not plan.vg:
                 created.append(storage.create_file(Path(dest), disk.size_bytes))
-            _write_disk(plan.directory, Path(dest), disk, progress)
+            _write_disk(plan.directory, Path(dest), disk, progress, block=bool(plan.vg))
     except BaseException as exc:
         for c in reversed(created):
             with contextlib.suppress(Dom0Error):
@@ -501,7 +501,7 @@ def apply_import(hv: Hypervisor, plan: ImportPlan, bar: Callable[[str, int], Pro
     return plan.name
 
 
-def _write_disk(directory: Path, dest: Path, disk: ExportedDisk, progress: Progress) -> None:
+def _write_disk(directory: Path, dest: Path, disk: ExportedDisk, progress: Progress, *, block: bool) -> None:
     """Decompress into `dest` (already created, `size_bytes` long), skipping all-zero blocks; check the checksum.
 
     The stored file is untrusted: it is decoded a chunk at a time into one bounded buffer and stops being read the
@@ -509,7 +509,8 @@ def _write_disk(directory: Path, dest: Path, disk: ExportedDisk, progress: Progr
     """
     stored = directory / disk.file
     with _ExportDir(directory) as export, os.fdopen(export.open(disk.file), "rb") as src:
-        fd = os.open(dest, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # /dev/VG/LV is udev's symlink to the LV this run created; a file destination is never a symlink
+        fd = os.open(dest, os.O_WRONLY | os.O_CLOEXEC | (0 if block else os.O_NOFOLLOW))
         try:
             sink = _DiskSink(fd, disk.size_bytes, progress, stored)
             try:
