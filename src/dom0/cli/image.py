@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from dom0 import humanize
 from dom0.cli.session import print_json
+from dom0.cli.table import terminal_safe
 from dom0.image.layout import Filesystem, Layout, LogicalVolume, Partition
 from dom0.image.source import ImageSource
 
@@ -146,14 +147,19 @@ def _os_text(system: Any) -> list[str]:
         lines.append(f"    {where} is {what}")
     for k in system.kernels:
         lines.append(f"    kernel {k.version}: {k.kernel}" + (f", initrd {k.initrd}" if k.initrd else ""))
-    lines.extend(f"    {note}" for note in (*system.console.notes, *system.network.notes))
+    lines.extend(f"    {note}" for note in (*system.console.notes, *system.network.notes, *system.notes))
     return lines
+
+
+def image_options(args: argparse.Namespace) -> dict[str, Any]:
+    """open_image's keywords from the command line: --format and --backing-dir (declared for every image verb)."""
+    return {"format": getattr(args, "image_format", None), "backing_dirs": tuple(getattr(args, "backing_dirs", ()))}
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """`dom0 image inspect PATH`: partition table, partitions, filesystems, LVM and operating systems."""
     path = Path(args.path)
-    if path.is_dir():
+    if path.is_dir() and args.image_format is None:
         from dom0.image.osinspect import inspect_tree
         from dom0.image.tree import DirectoryTree
 
@@ -168,7 +174,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             return 0
         print(f"{path}: directory (a mounted or chroot tree)")
         for s in systems:
-            print("\n".join(_os_text(s)))
+            print("\n".join(terminal_safe(line) for line in _os_text(s)))
         if not systems:
             print("  no operating system found (no /etc with release files)")
         return 0
@@ -176,7 +182,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from dom0.image.osinspect import inspect_operating_systems
     from dom0.image.source import open_image
 
-    with open_image(path) as source:
+    with open_image(path, **image_options(args)) as source:
         layout = scan(source)
         systems = inspect_operating_systems(source, layout)
         if args.json:
@@ -187,7 +193,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         lines = layout_text(str(path), source, layout)
     for s in systems:
         lines.extend(_os_text(s))
-    print("\n".join(lines))
+    # Labels, names and release text come from the image: shown with their control characters escaped.
+    print("\n".join(terminal_safe(line) for line in lines))
     return 0
 
 
@@ -247,7 +254,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from dom0.image.source import open_image
 
     out = Path(args.output)
-    with open_image(args.image) as source:
+    with open_image(args.image, **image_options(args)) as source:
         layout = scan(source)
         plan, data = plan_extract(source, layout, out, partition=args.partition, lv=args.lv)
         fs = _fs_words(plan.filesystem)
@@ -276,7 +283,7 @@ def cmd_wrap(args: argparse.Namespace) -> int:
     from dom0.image.source import open_image
 
     out = Path(args.output)
-    with open_image(args.filesystem) as source:
+    with open_image(args.filesystem, **image_options(args)) as source:
         plan = plan_wrap(source, out, table=args.table, start_sector=args.start_sector)
         fs = _fs_words(plan.filesystem)
         if args.dry_run:

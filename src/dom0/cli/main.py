@@ -211,6 +211,18 @@ def _add_image(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     def verb(name: str, handler: str, help: str) -> argparse.ArgumentParser:
         p = verbs.add_parser(name, help=help, description=help)
         p.set_defaults(handler=handler)
+        # What an image's own header may not decide: its format, and which host directories hold its bases.
+        p.add_argument(
+            "--format", dest="image_format", choices=("raw", "qcow2"), help="what the image is (default: detect)"
+        )
+        p.add_argument(
+            "--backing-dir",
+            dest="backing_dirs",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="qcow2 base images may also be read from DIR (default: only the image's own directory)",
+        )
         return p
 
     p = verb(

@@ -208,7 +208,7 @@ def extract(plan: Plan, data: ImageSource, progress: Progress | None = None) -> 
         written = copy_sparse(data, fd, 0, progress)
 
     def verify(path: Path) -> None:
-        with open_image(path) as result:
+        with open_image(path, format="raw") as result:  # what was just written is raw, whatever it holds
             found = probe(result)
         if not _same(found, plan.filesystem):
             got = f"{found.type} {found.uuid}" if found else "nothing recognisable"
@@ -285,7 +285,7 @@ def wrap(plan: Plan, fs_source: ImageSource, progress: Progress | None = None) -
         written += copy_sparse(fs_source, fd, plan.target_offset, progress)
 
     def verify(path: Path) -> None:
-        with open_image(path) as result:
+        with open_image(path, format="raw") as result:  # what was just written is raw, whatever it holds
             layout = scan(result)
         parts = [p for p in layout.partitions if p.number == 1]
         ok = (
