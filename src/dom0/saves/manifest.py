@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dom0.errors import Dom0Error
 from dom0.filedata import read_json
@@ -45,18 +45,19 @@ class Manifest:
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> Manifest:
-        """Validate a manifest read from `where`; Dom0Error naming the first problem."""
+        """Validate a manifest read from `where`; Dom0Error naming the first problem, on one line."""
         if not isinstance(doc, dict):
-            raise Dom0Error(f"{where} is not a dom0 save manifest (not a JSON object)")
-        if doc.get("format_version") != FORMAT_VERSION:
-            raise Dom0Error(f"{where} has manifest version {doc.get('format_version')!r}; dom0 reads {FORMAT_VERSION}")
+            raise Dom0Error(f"{where} is not a dom0 save manifest (not a JSON object)", _HINT)
+        version = doc.get("format_version")
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise Dom0Error(f"{where} has manifest version {_shown(version)}; dom0 reads {FORMAT_VERSION}", _HINT)
         try:
             manifest = cls(
                 name=_text(doc, "name"),
                 uuid=_text(doc, "uuid"),
                 uri=_text(doc, "uri"),
-                save_format=SaveFormat(doc["save_format"]),
-                compression=Compression(doc["compression"]),
+                save_format=_choice(SaveFormat, doc, "save_format"),
+                compression=_choice(Compression, doc, "compression"),
                 level=_number(doc, "level"),
                 raw_bytes=_number(doc, "raw_bytes"),
                 stored_bytes=_number(doc, "stored_bytes"),
@@ -66,25 +67,51 @@ class Manifest:
                 image=_text(doc, "image"),
                 autostart=doc.get("autostart", False) is True,
             )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise Dom0Error(f"{where} is not a valid dom0 save manifest: {exc}") from exc
+        except KeyError as exc:
+            raise Dom0Error(f"{where} is not a valid dom0 save manifest: it has no {exc.args[0]}", _HINT) from exc
+        except (ValueError, TypeError) as exc:
+            raise Dom0Error(f"{where} is not a valid dom0 save manifest: {exc}", _HINT) from exc
         if "/" in manifest.image or manifest.image in ("", ".", ".."):
-            raise Dom0Error(f"{where} names its image {manifest.image!r}, which is not a file beside it")
+            raise Dom0Error(f"{where} names its image {_shown(manifest.image)}, which is not a file beside it", _HINT)
         return manifest
+
+
+_HINT = "the manifest is damaged or was not written by `dom0 save`"
+_TEXT_LIMIT = 4096  # a guest name, URI or timestamp; the guest's definition is in the image, not here
+
+
+def _shown(value: Any) -> str:
+    """A value from the file, quoted and cut short, for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _text(doc: dict[str, Any], key: str) -> str:
     value = doc[key]
     if not isinstance(value, str):
-        raise TypeError(f"{key} should be text")
+        raise TypeError(f"{key} should be text, not {_shown(value)}")
+    if len(value) > _TEXT_LIMIT or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        # Printed in tables and messages: control characters would reach the administrator's terminal.
+        raise ValueError(f"{key} {_shown(value)} is not plain text of at most {_TEXT_LIMIT} characters")
     return value
 
 
 def _number(doc: dict[str, Any], key: str) -> int:
     value = doc[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise TypeError(f"{key} should be a whole number")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= 1 << 63:
+        raise TypeError(f"{key} should be a whole number, not {_shown(value)}")
     return value
+
+
+E = TypeVar("E", SaveFormat, Compression)
+
+
+def _choice(kind: type[E], doc: dict[str, Any], key: str) -> E:
+    value = doc[key]
+    if not isinstance(value, str) or value not in {str(member) for member in kind}:
+        choices = ", ".join(str(member) for member in kind)
+        raise ValueError(f"{key} {_shown(value)} is not one of {choices}")
+    return kind(value)
 
 
 def manifest_path(directory: Path, name: str) -> Path:

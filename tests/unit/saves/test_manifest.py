@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dom0.errors import Dom0Error
 from dom0.model import SaveFormat
@@ -175,3 +179,76 @@ def test_find_refuses_a_missing_directory(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(Dom0Error, match="not a directory"):
         manifest.find(tmp_path / "file")
+
+
+@pytest.mark.parametrize(
+    ("changes", "word"),
+    [
+        ({"save_format": ["qemu"]}, "save_format"),
+        ({"compression": {"zstd": 1}}, "compression"),
+        ({"name": "web1\x1b]0;owned\x07"}, "name"),
+        ({"name": "x" * 100_000}, "name"),
+        ({"raw_bytes": 10**400}, "raw_bytes"),
+        ({"format_version": True}, "version"),
+        ({"format_version": 1.0}, "version"),
+    ],
+)
+def test_wrong_field_types_are_one_line_errors_with_a_hint(tmp_path: Path, changes: dict[str, Any], word: str) -> None:
+    path = _written(tmp_path, **changes)
+    with pytest.raises(Dom0Error) as err:
+        manifest.read(path)
+    assert word in err.value.message
+    assert "\n" not in err.value.message
+    assert "\x1b" not in err.value.message
+    assert len(err.value.message) < len(str(path)) + 200
+    assert "dom0 save" in err.value.hint
+
+
+def test_deeply_nested_json_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "web1.manifest.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(Dom0Error) as err:
+        manifest.read(path)
+    assert str(path) in err.value.message
+    assert "\n" not in err.value.message
+
+
+@pytest.mark.parametrize("what", ["fifo", "link to /dev/zero"])
+def test_a_manifest_that_is_a_fifo_or_endless_is_refused_at_once(tmp_path: Path, what: str) -> None:
+    path = tmp_path / "web1.manifest.json"
+    if what == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    started = time.monotonic()
+    with pytest.raises(Dom0Error) as err:
+        manifest.read(path)
+    assert time.monotonic() - started < 2
+    assert str(path) in err.value.message
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+_FIELDS = st.fixed_dictionaries({}, optional={key: _JSON for key in RECORD.to_json()})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=512) | _FIELDS.map(lambda d: json.dumps({**RECORD.to_json(), **d}).encode()))
+def test_any_bytes_are_a_manifest_or_a_one_line_error(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "fuzz.manifest.json"
+    path.write_bytes(data)
+    try:
+        record = manifest.read(path)
+    except Dom0Error as exc:
+        message = exc.message
+    else:
+        message = ""
+    assert "\n" not in message
+    if message:
+        return
+    assert isinstance(record, Manifest)
+    assert record.image
+    assert "/" not in record.image

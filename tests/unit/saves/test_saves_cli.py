@@ -120,3 +120,23 @@ def test_a_save_directory_others_can_write_to_is_refused(tmp_path: Path, command
     r = dom0("-c", T, *command, str(saves))
     _error(r, 1, f"{saves} is writable by other users (mode 0777)", f"chmod go-w {saves}")
     assert work.exists()  # its leftovers are not touched either
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"format_version": 1, "name": ["web1"]}', "name should be text"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_restore_of_a_hostile_manifest_is_one_line_with_a_hint(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "web1.manifest.json"
+    path.write_text(text)
+    r = dom0("-c", T, "restore", str(path))
+    assert r.rc == 1, r.err
+    assert "Traceback" not in r.err
+    lines = r.err.splitlines()
+    assert message in lines[0]
+    assert str(path) in lines[0]
+    assert len(lines) == 2
+    assert lines[1].strip().startswith("hint: ")
