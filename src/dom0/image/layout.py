@@ -157,13 +157,16 @@ def _volume_groups(source: ImageSource, members: list[Filesystem]) -> tuple[list
     vgs: list[VolumeGroup] = []
     filesystems: list[Filesystem] = []
     for info in groups.values():
+        lvm.check_mapping(info)
         extent = info.extent_size * lvm.SECTOR
         pv_places: dict[str, int] = {}  # metadata PV name -> image offset of its first extent
         pv_words: list[str] = []
+        capacity = 0  # bytes the VG's PVs in this image hold, by their own labels (a truncated image keeps them)
         for pv_name, (pv_uuid, pe_start) in info.pvs.items():
             if pv_uuid in by_uuid:
                 fs, pv = by_uuid[pv_uuid]
                 pv_places[pv_name] = pv.offset + pe_start * lvm.SECTOR
+                capacity += pv.size or max(0, source.size - pv.offset)
                 pv_words.append(fs.location)
             else:
                 pv_words.append(f"missing {pv_uuid}")
@@ -181,6 +184,12 @@ def _volume_groups(source: ImageSource, members: list[Filesystem]) -> tuple[list
                     (seg.start_extent * extent, seg.extents * extent, pv_places[seg.pv] + seg.pv_extent * extent)
                 )
             size = lv.extents * extent
+            if not note and size > capacity:
+                raise Dom0Error(
+                    f"logical volume {info.name}/{lv.name} is {size} bytes, more than its physical volumes hold "
+                    f"({capacity} bytes)",
+                    "the LVM metadata is damaged (vgcfgrestore restores an older copy); dom0 will not read this VG",
+                )
             lv_fs: Filesystem | None = None
             if not note and segments and extent > 0:
                 location = f"logical volume {info.name}/{lv.name}"

@@ -6,10 +6,12 @@ damaged PV can mean reading the whole disk; so the binary framing is read here a
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 from typing import Any
 
+from dom0.errors import Dom0Error
 from dom0.image.source import ImageSource
 
 SECTOR = 512
@@ -182,3 +184,25 @@ def group_info(metadata: dict[str, Any]) -> GroupInfo | None:
         )
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def check_mapping(info: GroupInfo) -> None:
+    """Refuse metadata that maps an LV extent twice or a PV extent to two places: LVM never writes that, and
+    a few overlapping segments would turn a small image into a large copy of the same bytes."""
+    hint = "the LVM metadata is damaged (vgcfgrestore restores an older copy); dom0 will not read this VG"
+    owners: list[tuple[str, int, int, str]] = []  # (pv, first extent, end, LV)
+    for lv in info.lvs:
+        end = 0
+        for seg in sorted(lv.segments, key=lambda s: s.start_extent):
+            if seg.start_extent < end:
+                raise Dom0Error(
+                    f"logical volume {info.name}/{lv.name}: segments overlap at extent {seg.start_extent}", hint
+                )
+            end = seg.start_extent + seg.extents
+            if seg.extents:
+                owners.append((seg.pv, seg.pv_extent, seg.pv_extent + seg.extents, lv.name))
+    owners.sort()
+    for (pv, _, end, lv), (next_pv, start, _, other) in itertools.pairwise(owners):
+        if pv == next_pv and start < end:
+            both = lv if lv == other else f"{lv} and {info.name}/{other}"
+            raise Dom0Error(f"logical volume {info.name}/{both}: extent {start} of {pv} is mapped twice", hint)

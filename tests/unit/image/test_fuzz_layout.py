@@ -6,9 +6,12 @@ from __future__ import annotations
 import struct
 import time
 import zlib
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from unitkit import dom0
 
 from dom0.errors import Dom0Error
 from dom0.image.extract import Plan, partition_table
@@ -111,7 +114,7 @@ stripes = [
 """
 
 
-def lvm_disk() -> bytes:
+def lvm_disk(text: bytes = LVM_TEXT) -> bytes:
     """A whole-disk PV (64 KiB pe_start, 32 KiB extents) with LV root whose two extents are stored swapped."""
     disk = bytearray(SIZE)
     label = 512
@@ -125,8 +128,8 @@ def lvm_disk() -> bytes:
     mda = 4096
     disk[mda + 4 : mda + 20] = b" LVM2 x[5A%r0N*>"
     struct.pack_into("<IQQ", disk, mda + 20, 1, mda, 60 * KiB)
-    struct.pack_into("<QQII", disk, mda + 40, 512, len(LVM_TEXT), zlib.crc32(LVM_TEXT), 0)
-    disk[mda + 512 : mda + 512 + len(LVM_TEXT)] = LVM_TEXT
+    struct.pack_into("<QQII", disk, mda + 40, 512, len(text), zlib.crc32(text), 0)
+    disk[mda + 512 : mda + 512 + len(text)] = text
     extent = 32 * KiB
     first_pe = 64 * KiB
     # LV extent 0 lives on PV extent 2, LV extent 1 on PV extent 0: an ext4 superblock at LV offset 0.
@@ -226,3 +229,50 @@ def test_mutated_lvm_metadata_text(data: st.DataObject) -> None:
     disk = bytearray(SEEDS["lvm"])
     disk[4096 + 512 : 4096 + 512 + len(text)] = text
     _scan_bounded(bytes(disk))
+
+
+def _segment(n: int, start: int, count: int, pv_extent: int) -> str:
+    return (
+        f'segment{n} {{\nstart_extent = {start}\nextent_count = {count}\ntype = "striped"\nstripe_count = 1\n'
+        f'stripes = [\n"pv0", {pv_extent}\n]\n}}\n'
+    )
+
+
+def _lv(name: str, segments: list[tuple[int, int, int]]) -> str:
+    body = "".join(_segment(i + 1, *seg) for i, seg in enumerate(segments))
+    return f'{name} {{\nid = "{name}-1111-2222-3333-4444-5555-666666"\nsegment_count = {len(segments)}\n{body}}}\n'
+
+
+def _with_lvs(*lvs: str) -> bytes:
+    head, _, _ = LVM_TEXT.decode().partition("logical_volumes {")
+    return f"{head}logical_volumes {{\n{''.join(lvs)}}}\n}}\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("lvs", "message"),
+    [
+        # 20 segments over the same PV extent: a 512 KiB image read as a 640 KiB LV of one extent copied 20 times
+        ([_lv("root", [(i, 1, 2) for i in range(20)])], "logical volume vg0/root: extent 2 of pv0 is mapped twice"),
+        ([_lv("root", [(0, 2, 0), (1, 1, 5)])], "logical volume vg0/root: segments overlap at extent 1"),
+        (
+            [_lv("root", [(0, 2, 2)]), _lv("data", [(0, 1, 3)])],
+            "logical volume vg0/root and vg0/data: extent 3 of pv0 is mapped twice",
+        ),
+        ([_lv("root", [(0, 1, 2), (100000, 1, 4)])], "logical volume vg0/root is 3276832768 bytes, more than"),
+    ],
+)
+def test_overlapping_or_oversized_lvs_are_refused(tmp_path: Path, lvs: list[str], message: str) -> None:
+    disk = tmp_path / "lvm.img"
+    disk.write_bytes(lvm_disk(_with_lvs(*lvs)))
+    for args in (("inspect",), ("extract", "--lv", "vg0/root", "-o", str(tmp_path / "out.img"))):
+        result = dom0("image", args[0], str(disk), *args[1:])
+        assert result.rc == 1, result
+        assert result.err.splitlines()[0].startswith(f"dom0: error: {message}"), result.err
+        assert "LVM metadata is damaged" in result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lvm.img"]
+
+
+def test_well_formed_lvs_built_by_the_same_text_still_read() -> None:
+    layout = scan(BytesSource(lvm_disk(_with_lvs(_lv("root", [(0, 1, 2), (1, 1, 0)]), _lv("data", [(0, 2, 3)])))))
+    (vg,) = layout.lvm
+    assert [(lv.name, lv.size_bytes) for lv in vg.lvs] == [("root", 64 * KiB), ("data", 64 * KiB)]
