@@ -202,7 +202,7 @@ def check_mapping(info: GroupInfo) -> None:
             if seg.extents:
                 owners.append((seg.pv, seg.pv_extent, seg.pv_extent + seg.extents, lv.name))
     owners.sort()
-    for (pv, _, end, lv), (next_pv, start, _, other) in itertools.pairwise(owners):
+    for (pv, _, end, name), (next_pv, start, _, other) in itertools.pairwise(owners):
         if pv == next_pv and start < end:
-            both = lv if lv == other else f"{lv} and {info.name}/{other}"
+            both = name if name == other else f"{name} and {info.name}/{other}"
             raise Dom0Error(f"logical volume {info.name}/{both}: extent {start} of {pv} is mapped twice", hint)
