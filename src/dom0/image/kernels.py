@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from dom0 import humanize
 from dom0.errors import Dom0Error
 from dom0.image.tree import GuestTree
 
@@ -17,6 +19,24 @@ from dom0.image.tree import GuestTree
 _KERNEL_PREFIXES = ("vmlinuz-", "vmlinux-", "kernel-")
 _INITRD_PATTERNS = ("initrd.img-{}", "initrd-{}.img", "initramfs-{}.img", "initrd-{}", "initramfs-{}")
 _NOT_KERNELS = re.compile(r"\.(hmac|sig|old|bak|cfg|config)$")
+
+# Kernel and initrd file names, and releases, as distributions write them ("vmlinuz-6.1.0-10-amd64",
+# "initramfs-5.14.0-362.8.1.el9_3.x86_64.img"). These names end up in the boot lines an admin pastes into a guest's
+# definition, so a name with quotes, spaces, markup or control characters is not taken for a kernel.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]*\Z")
+
+# The root= a kernel or initramfs understands, as an fstab names it: a device path, or a UUID, label or partition
+# UUID. Anything else read from the guest's fstab is left out of the printed command line.
+_ROOT_DEVICE = re.compile(
+    r"(?:/dev/[A-Za-z0-9/_.:+-]+"
+    r"|UUID=[0-9A-Fa-f-]+"
+    r"|PARTUUID=[0-9A-Fa-f-]+(?:/PARTNROFF=[0-9]+)?"
+    r"|(?:LABEL|PARTLABEL)=[A-Za-z0-9/_.:+-]+)\Z"  # Red Hat labelled its / "/"
+)
+
+# A kernel or initrd larger than this is not one (distribution initrds with every firmware stay well below
+# 256 MiB): a damaged or hostile image could otherwise fill the host's /boot directory.
+MAX_BOOT_FILE = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,8 @@ def _flavour_release(tree: GuestTree, flavour: str) -> str | None:
             continue
         matches: list[str] = []
         for release in tree.listdir(moddir):
+            if not _PLAIN_NAME.match(release):
+                continue
             pkgbase = f"{moddir}/{release}/pkgbase"
             if release.endswith("-" + flavour) or (
                 tree.is_file(pkgbase) and tree.read_text(pkgbase).strip() == flavour
@@ -76,7 +98,7 @@ def find_kernels(tree: GuestTree) -> tuple[Kernel, ...]:
     found: list[Kernel] = []
     for name in names:
         prefix = next((p for p in _KERNEL_PREFIXES if name.startswith(p)), None)
-        if prefix is None or _NOT_KERNELS.search(name):
+        if prefix is None or _NOT_KERNELS.search(name) or not _PLAIN_NAME.match(name):
             continue
         path = f"/boot/{name}"
         # SUSE's vmlinuz-xen -> vmlinuz-2.6.16-xen style links would list one kernel twice.
@@ -97,6 +119,19 @@ def find_kernels(tree: GuestTree) -> tuple[Kernel, ...]:
         found.append(Kernel(release, path, initrd))
     found.sort(key=lambda k: (version_key(k.version), k.kernel), reverse=True)
     return tuple(found)
+
+
+def root_argument(device: str | None) -> tuple[str | None, str | None]:
+    """(the root= value for the kernel command line, None) from the device the guest's fstab mounts at /, or
+    (None, a note saying why there is none) when the fstab names none or names something that is not a device."""
+    if device is None:
+        return None, "the guest's fstab names no / device: add root=... to the kernel command line yourself"
+    if _ROOT_DEVICE.match(device) and "/../" not in f"{device}/":
+        return device, None
+    return None, (
+        f"the guest's fstab names {device!r} as its / device, which is not a device name dom0 puts on a kernel "
+        "command line: add root=... yourself"
+    )
 
 
 def _is_link(tree: GuestTree, path: str) -> bool:
@@ -131,20 +166,56 @@ class CopyResult:
     copied: bool
 
 
-def _sha256(fh: BinaryIO) -> str:
+def _too_big(guest_path: str, size: int) -> Dom0Error:
+    return Dom0Error(
+        f"{guest_path} in the guest is {humanize.size(size)}, more than the {humanize.size(MAX_BOOT_FILE)} a kernel "
+        "or initrd can be",
+        "the image may be damaged or not what it claims; look at the file yourself before copying it by hand",
+    )
+
+
+def _sha256(fh: BinaryIO, limit: int) -> str | None:
+    """The SHA-256 of what `fh` holds, or None when it holds more than `limit` bytes."""
     digest = hashlib.sha256()
-    while chunk := fh.read(1 << 20):
+    seen = 0
+    while chunk := fh.read(min(1 << 20, limit + 1 - seen)):
+        seen += len(chunk)
+        if seen > limit:
+            return None
         digest.update(chunk)
     return digest.hexdigest()
 
 
 def _digest_of_file(path: Path) -> tuple[int, str] | None:
+    """Size and SHA-256 of the regular file at `path` (not followed if a symlink); None if it is not one."""
     try:
-        with path.open("rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            return size, _sha256(fh)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError:
         return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BOOT_FILE:
+            return None
+        digest = _sha256(fh, MAX_BOOT_FILE)
+        return None if digest is None else (st.st_size, digest)
+
+
+def check_target(path: Path, *, link: bool = False) -> None:
+    """Refuse to write `path` when something other than a file dom0 could have written there (a directory, a
+    FIFO, a device; for a link name, anything but a symlink or regular file) has that name."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise Dom0Error(f"cannot look at {path}: {exc.strerror}") from exc
+    if stat.S_ISREG(mode) or (link and stat.S_ISLNK(mode)):
+        return
+    what = "a directory" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+    raise Dom0Error(
+        f"{path} is {what}: dom0 would replace it with the guest's file",
+        "move it out of the way, or give -o another directory",
+    )
 
 
 def copy_out(tree: GuestTree, guest_path: str, dest_dir: Path, *, sync: bool) -> CopyResult:
@@ -153,23 +224,37 @@ def copy_out(tree: GuestTree, guest_path: str, dest_dir: Path, *, sync: bool) ->
     With `sync`, a file whose size and SHA-256 already match is left alone (copied=False).
     """
     target = dest_dir / guest_path.rsplit("/", 1)[-1]
+    check_target(target)
+    size = tree.size(guest_path)
+    if size > MAX_BOOT_FILE:
+        raise _too_big(guest_path, size)
     if sync:
         existing = _digest_of_file(target)
-        if existing is not None and existing[0] == tree.size(guest_path):
+        if existing is not None and existing[0] == size:
             with tree.open(guest_path) as src:
-                if _sha256(src) == existing[1]:
+                if _sha256(src, MAX_BOOT_FILE) == existing[1]:
                     return CopyResult(guest_path, target, copied=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=dest_dir)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=dest_dir)
+    except OSError as exc:
+        raise Dom0Error(f"cannot write in {dest_dir}: {exc.strerror}", "give -o a directory dom0 can write") from exc
     try:
         with os.fdopen(fd, "wb") as out, tree.open(guest_path) as src:
-            while chunk := src.read(1 << 20):
+            # Bounded by the cap, not by the size the guest's inode claims: a file that grows is not copied on.
+            copied = 0
+            while chunk := src.read(min(1 << 20, MAX_BOOT_FILE + 1 - copied)):
+                copied += len(chunk)
+                if copied > MAX_BOOT_FILE:
+                    raise _too_big(guest_path, copied)
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise Dom0Error(f"cannot write {target}: {exc.strerror}", "check the -o directory") from exc
         raise
     return CopyResult(guest_path, target, copied=True)
 
@@ -181,8 +266,13 @@ def point_link(link: Path, target_name: str) -> bool:
             return False
     except OSError:
         pass
+    check_target(link, link=True)
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    os.symlink(target_name, tmp)
-    os.replace(tmp, link)
+    try:
+        tmp.unlink(missing_ok=True)
+        os.symlink(target_name, tmp)
+        os.replace(tmp, link)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise Dom0Error(f"cannot point {link} at {target_name}: {exc.strerror}", "check the -o directory") from exc
     return True

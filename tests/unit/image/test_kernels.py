@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,9 @@ import ostrees
 import pytest
 from unitkit import dom0
 
-from dom0.image.kernels import Kernel, choose_kernel, find_kernels
+from dom0.errors import Dom0Error
+from dom0.image import kernels
+from dom0.image.kernels import MAX_BOOT_FILE, Kernel, choose_kernel, find_kernels
 from dom0.image.tree import DirectoryTree
 
 MiB = 1024 * 1024
@@ -146,3 +149,144 @@ def test_kernel_from_a_separate_boot_partition_of_an_image(tmp_path: Path) -> No
     assert system["hostname"] == expected["hostname"]
     assert system["mountpoints"] == {"/": "partition 2", "/boot": "partition 1"}
     assert system["kernels"] == expected["kernels"]
+
+
+# --- hostile guests: what they put in their fstab and /boot never reaches the lines an admin pastes ---------------
+
+
+def _with_root(tmp_path: Path, root_field: str) -> Path:
+    guest = ostrees.debian12().build(tmp_path / "guest")
+    (guest / "etc/fstab").write_text(f"{root_field} / ext4 defaults 0 1\n")
+    return guest
+
+
+@pytest.mark.parametrize(
+    "root_field",
+    [
+        # fstab's octal escapes: \012 is a newline once the field is read, \040 a space.
+        '/dev/xvda1"\\012bootloader="/bin/sh',
+        "/dev/xvda1</cmdline><initrd>/etc/shadow</initrd><cmdline>",
+        "LABEL=root\\040init=/bin/sh",
+    ],
+)
+def test_a_crafted_fstab_root_is_left_out_of_the_boot_lines(tmp_path: Path, root_field: str) -> None:
+    guest = _with_root(tmp_path, root_field)
+    out = tmp_path / "k"
+    r = dom0("image", "kernel", str(guest), "-o", str(out))
+    assert r.rc == 0, r.err
+    notes, boot_lines = r.out.split("libvirt (in <os>):\n")
+    assert boot_lines == (
+        f"  <kernel>{out}/vmlinuz</kernel>\n  <initrd>{out}/initrd.img</initrd>\n"
+        f'xl:\n  kernel = "{out}/vmlinuz"\n  ramdisk = "{out}/initrd.img"\n'
+    )
+    (note,) = [line for line in notes.splitlines() if line.startswith("note: ")]
+    assert note.endswith("which is not a device name dom0 puts on a kernel command line: add root=... yourself")
+
+    doc = json.loads(dom0("image", "kernel", str(guest), "-o", str(out), "--json").out)
+    assert doc["root"] is None
+    assert doc["cmdline"] is None
+    assert "extra" not in doc["xl"]
+    assert "<cmdline>" not in doc["libvirt"]
+    assert any("not a device name" in note for note in doc["notes"])
+
+
+def test_ordinary_root_devices_are_kept(tmp_path: Path) -> None:
+    for device in ("/dev/mapper/vg--data-root", "PARTUUID=0d0e0000-02", "LABEL=/", "/dev/xvda1"):
+        guest = _with_root(tmp_path / device.replace("/", "_"), device)
+        doc = json.loads(dom0("image", "kernel", str(guest), "-o", str(tmp_path / "k"), "--json").out)
+        assert doc["cmdline"] == f"root={device} ro"
+        assert doc["notes"] == []
+
+
+def test_an_output_path_is_escaped_for_xml_and_left_out_of_xl_when_it_cannot_be_quoted(tmp_path: Path) -> None:
+    guest = ostrees.debian12().build(tmp_path / "guest")
+    r = dom0("image", "kernel", str(guest), "-o", str(tmp_path / "a&b<c"))
+    assert r.rc == 0, r.err
+    assert f"  <kernel>{tmp_path}/a&amp;b&lt;c/vmlinuz</kernel>\n" in r.out
+    assert f'  kernel = "{tmp_path}/a&b<c/vmlinuz"\n' in r.out
+
+    r = dom0("image", "kernel", str(guest), "-o", str(tmp_path / 'q"d'))
+    assert r.rc == 0, r.err
+    boot_lines = r.out.split("libvirt (in <os>):\n")[1]
+    assert boot_lines == (
+        "  <cmdline>root=UUID=0b4e2a8c-1df3-4a4f-9a43-2a7c0a0e51c1 ro</cmdline>\n"
+        'xl:\n  extra = "root=UUID=0b4e2a8c-1df3-4a4f-9a43-2a7c0a0e51c1 ro"\n'
+    )
+    assert "note: kernel left out of the lines below" in r.out
+    assert "note: ramdisk left out of the lines below" in r.out
+
+
+def test_kernel_names_that_are_not_plain_names_are_not_kernels(tmp_path: Path) -> None:
+    guest = ostrees.debian12().build(tmp_path / "guest")
+    (guest / 'boot/vmlinuz-9.9"\x1b]0;x\x07').write_bytes(b"not a kernel")
+    (guest / "boot/vmlinuz-9.8 init=sh").write_bytes(b"not a kernel")
+    assert [k.version for k in find_kernels(DirectoryTree(guest))] == ["6.1.0-10-amd64", "6.1.0-9-amd64"]
+
+
+def test_terminal_escapes_in_the_fstab_are_shown_escaped(tmp_path: Path) -> None:
+    guest = ostrees.debian12().build(tmp_path / "guest")
+    (guest / "etc/fstab").write_text(
+        "/dev/xvda1\x1b]0;pwned\x07 / ext4 defaults 0 1\nLABEL=b\x1b[2J /boot ext4 defaults\n"
+    )
+    r = dom0("image", "kernel", str(guest), "-o", str(tmp_path / "k"))
+    assert r.rc == 0, r.err
+    assert "\x1b" not in r.out
+    assert "\x07" not in r.out
+    assert "(LABEL=b\\x1b[2J)" in r.out
+
+
+# --- sizes and names in the way -------------------------------------------------------------------------------------
+
+
+def test_a_kernel_over_the_cap_is_refused_before_a_byte_is_copied(tmp_path: Path) -> None:
+    guest = ostrees.debian12().build(tmp_path / "guest")
+    with (guest / "boot/vmlinuz-6.1.0-10-amd64").open("r+b") as fh:
+        fh.truncate(MAX_BOOT_FILE + 1)  # sparse: costs nothing on disk
+    out = tmp_path / "k"
+    r = dom0("image", "kernel", str(guest), "-o", str(out))
+    assert r.rc == 1
+    assert "Traceback" not in r.err
+    lines = r.err.splitlines()
+    assert len(lines) == 2, r.err
+    assert lines[0] == (
+        "dom0: error: /boot/vmlinuz-6.1.0-10-amd64 in the guest is 512.0 MiB, more than the 512.0 MiB a kernel or "
+        "initrd can be"
+    )
+    assert lines[1].strip().startswith("hint: ")
+    assert list(out.iterdir()) == []
+
+
+class _GrowingTree:
+    """A guest whose file says it is small and then reads on and on (a file grown after its size was read)."""
+
+    name = "growing"
+
+    def size(self, path: str) -> int:
+        return 10
+
+    def open(self, path: str) -> io.BufferedReader:
+        return io.BufferedReader(io.BytesIO(b"x" * 5000))
+
+
+def test_a_copy_stops_at_the_cap_whatever_the_size_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "MAX_BOOT_FILE", 1000)
+    with pytest.raises(Dom0Error, match="more than the 1000 B a kernel or initrd can be"):
+        kernels.copy_out(_GrowingTree(), "/boot/vmlinuz-1", tmp_path, sync=False)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("in_the_way", ["vmlinuz-6.1.0-10-amd64", "initrd.img-6.1.0-10-amd64", "vmlinuz", "initrd.img"])
+def test_a_directory_in_the_way_is_a_one_line_error_and_nothing_is_written(tmp_path: Path, in_the_way: str) -> None:
+    guest = ostrees.debian12().build(tmp_path / "guest")
+    out = tmp_path / "k"
+    (out / in_the_way).mkdir(parents=True)
+    r = dom0("image", "kernel", str(guest), "-o", str(out))
+    assert r.rc == 1
+    assert "Traceback" not in r.err
+    lines = [line.strip() for line in r.err.splitlines()]
+    assert lines == [
+        f"dom0: error: {out}/{in_the_way} is a directory: dom0 would replace it with the guest's file",
+        "hint: move it out of the way, or give -o another directory",
+    ], r.err
+    assert [p.name for p in out.iterdir()] == [in_the_way]
+    assert list((out / in_the_way).iterdir()) == []
