@@ -95,7 +95,12 @@ class _Batch:
             if state is None:
                 ok = not fresh.lexists(full)
             else:
-                ok = fresh.readlink(full) is None and fresh.is_file(full) and fresh.read_bytes(full) == state[0]
+                ok = (
+                    fresh.readlink(full) is None
+                    and fresh.is_file(full)
+                    and fresh.size(full) == len(state[0])
+                    and fresh.read_bytes(full, len(state[0])) == state[0]
+                )
             if not ok:
                 what = "removed" if state is None else "written"
                 raise Dom0Error(f"{full} was not {what} in the guest ({fresh.name})", "the filesystem may be damaged")

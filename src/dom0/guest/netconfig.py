@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dom0.errors import Dom0Error, UsageError
 from dom0.image.osinspect import OperatingSystem
-from dom0.image.tree import ResolvingTree
+from dom0.image.tree import MAX_CONFIG_READ, ResolvingTree
 
 # The files that may name a NIC's MAC, by format; "link" and "udev" only ever get MAC rewrites.
 IFUPDOWN, IFCFG, SUSE_IFCFG, NETPLAN, NM, NETWORKD, LINK, UDEV = (
@@ -67,12 +67,13 @@ class Static:
         return str(self.interface.network.netmask)
 
 
-def regular_text(tree: ResolvingTree, path: str) -> str | None:
-    """The text of `path` when it is a regular file and not a symlink (a linked config is not read or followed)."""
+def regular_text(tree: ResolvingTree, path: str, limit: int = MAX_CONFIG_READ) -> str | None:
+    """The text of `path` when it is a regular file and not a symlink (a linked config is not read or followed),
+    and holds at most `limit` bytes."""
     try:
         if tree.readlink(path) is not None or not tree.is_file(path):
             return None
-        return tree.read_text(path)
+        return tree.read_text(path, limit)
     except Dom0Error:
         return None
 

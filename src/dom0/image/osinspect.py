@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dom0 import humanize
 from dom0.errors import Dom0Error
 from dom0.image.kernels import Kernel, find_kernels
-from dom0.image.tree import FILESYSTEM_TYPES, GuestTree, ResolvingTree, open_tree
+from dom0.image.tree import FILESYSTEM_TYPES, MAX_CONFIG_READ, GuestTree, ResolvingTree, open_tree
 
 if TYPE_CHECKING:
     from dom0.image.layout import Filesystem, Layout
@@ -116,6 +117,7 @@ class OperatingSystem:
     console: Console
     network: Network
     fstab: tuple[FstabEntry, ...] = field(default=(), repr=False)
+    notes: tuple[str, ...] = ()
 
     @property
     def root_device(self) -> str | None:
@@ -137,6 +139,7 @@ class OperatingSystem:
             "kernels": [k.to_json() for k in self.kernels],
             "console": self.console.to_json(),
             "network": self.network.to_json(),
+            "notes": list(self.notes),
         }
 
 
@@ -525,6 +528,16 @@ def inspect_tree(
         mountpoints[entry.mountpoint] = located or entry.device
     if locate is not None and "/" not in mountpoints:
         mountpoints["/"] = root
+    hostname = detect_hostname(tree)
+    kernels = find_kernels(tree)
+    console = detect_console(tree)
+    network = detect_network(tree)
+    too_large: dict[str, int] = getattr(tree, "too_large", {})
+    notes = tuple(
+        f"{path} not read: {humanize.size(size)}, more than the {humanize.size(MAX_CONFIG_READ)} a config file "
+        "can be (the image may be damaged or hostile)"
+        for path, size in sorted(too_large.items())
+    )
     return OperatingSystem(
         root=root,
         distro=distro,
@@ -533,12 +546,13 @@ def inspect_tree(
         package_format=fmt,
         package_tools=tools,
         package_hint=hint,
-        hostname=detect_hostname(tree),
+        hostname=hostname,
         mountpoints=mountpoints,
-        kernels=find_kernels(tree),
-        console=detect_console(tree),
-        network=detect_network(tree),
+        kernels=kernels,
+        console=console,
+        network=network,
         fstab=fstab,
+        notes=notes,
     )
 
 

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 # Linux gives up after 40 links in one lookup (ELOOP); a guest's tree should not need more.
 MAX_LINK_HOPS = 40
 
-# Release and config files are small; a "file" this big in /etc is a damaged or hostile image.
-MAX_READ = 64 * 1024 * 1024
+# Release and config files are a few KiB; a "file" bigger than this in /etc is a damaged or hostile image. It is
+# reported and never loaded whole: a 50 MiB /etc/hostname would otherwise become hundreds of MB of JSON.
+MAX_CONFIG_READ = 64 * 1024
 
 Kind = Literal["dir", "file", "link", "other"]
 
@@ -35,12 +36,12 @@ class GuestTree(Protocol):
 
     name: str
 
-    def read_bytes(self, path: str) -> bytes:
-        """The whole content of a regular file."""
+    def read_bytes(self, path: str, limit: int = MAX_CONFIG_READ) -> bytes:
+        """The whole content of a regular file; Dom0Error if it holds more than `limit` bytes."""
         ...
 
-    def read_text(self, path: str) -> str:
-        """The content of a regular file as text (undecodable bytes replaced)."""
+    def read_text(self, path: str, limit: int = MAX_CONFIG_READ) -> str:
+        """The content of a regular file as text (undecodable bytes replaced); Dom0Error if over `limit` bytes."""
         ...
 
     def exists(self, path: str) -> bool:
@@ -102,6 +103,8 @@ class ResolvingTree:
         self.name = name
         self._backend = backend
         self._mounts: dict[str, _Backend] = dict(mounts or {})
+        # Guest path -> size of each file read_bytes refused as larger than its limit, for the caller to report.
+        self.too_large: dict[str, int] = {}
 
     @property
     def mountpoints(self) -> list[str]:
@@ -170,18 +173,23 @@ class ResolvingTree:
             raise Dom0Error(f"{path}: not a regular file in the guest ({self.name})")
         return step
 
-    def read_bytes(self, path: str) -> bytes:
-        """The whole content of a regular file."""
+    def read_bytes(self, path: str, limit: int = MAX_CONFIG_READ) -> bytes:
+        """The whole content of a regular file; Dom0Error if it holds more than `limit` bytes."""
         step = self._regular(path)
         size = step.backend.size(step.node)
-        if size > MAX_READ:
-            raise Dom0Error(f"{path}: {size} bytes is too big to read whole", "use open() and read it in pieces")
+        if size > limit:
+            self.too_large[path] = size
+            raise Dom0Error(
+                f"{path}: {size} bytes in the guest ({self.name}), more than the {limit} dom0 reads of such a file",
+                "the file is not read; the image may be damaged or hostile",
+            )
         with step.backend.open(step.node) as fh:
+            # At most `size` bytes, however long the file has grown since its size was read.
             return fh.read(size)
 
-    def read_text(self, path: str) -> str:
-        """The content of a regular file as text (undecodable bytes replaced)."""
-        return self.read_bytes(path).decode("utf-8", errors="replace")
+    def read_text(self, path: str, limit: int = MAX_CONFIG_READ) -> str:
+        """The content of a regular file as text (undecodable bytes replaced); Dom0Error if over `limit` bytes."""
+        return self.read_bytes(path, limit).decode("utf-8", errors="replace")
 
     def exists(self, path: str) -> bool:
         """Whether the path resolves to something (a dangling symlink does not)."""

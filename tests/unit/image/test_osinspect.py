@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import ostrees
 import pytest
+from unitkit import dom0
 
 from dom0.image.kernels import version_key
 from dom0.image.osinspect import (
@@ -36,7 +38,7 @@ def _check(system: OperatingSystem | None, expected: dict[str, Any], root: str) 
     assert got["network"]["driver_aliases"] == expected["network"]["driver_aliases"]
     assert set(got) == {
         "root", "distro", "version", "product_name", "package_format", "package_tools", "package_hint", "hostname",
-        "mountpoints", "kernels", "console", "network",
+        "mountpoints", "kernels", "console", "network", "notes",
     }  # fmt: skip
 
 
@@ -143,3 +145,44 @@ def test_fstab_devices_map_to_the_images_filesystems() -> None:
         ("/elsewhere", None),
         ("/x", None),
     ]
+
+
+# --- text and sizes a hostile guest controls ------------------------------------------------------------------------
+
+
+def test_terminal_escapes_from_guest_files_are_shown_escaped(tmp_path: Path) -> None:
+    guest = ostrees.debian12().build(tmp_path / "guest")
+    (guest / "etc/hostname").write_text("web\x1b]0;pwned\x07\n")
+    release = (guest / "usr/lib/os-release").read_text()
+    (guest / "usr/lib/os-release").write_text(release.replace('PRETTY_NAME="', 'PRETTY_NAME="\x1b[2J\x9b31m'))
+    r = dom0("image", "inspect", str(guest))
+    assert r.rc == 0, r.err
+    assert "    hostname web\\x1b]0;pwned\\x07\n" in r.out
+    assert "    release \\x1b[2J\\x9b31mDebian GNU/Linux 12 (bookworm)\n" in r.out
+    assert not any(ch in r.out for ch in "\x1b\x07\x9b")
+
+    # JSON carries the text as it is, with every control character escaped by the JSON encoder.
+    r = dom0("image", "inspect", str(guest), "--json")
+    assert r.rc == 0, r.err
+    assert not any(ch in r.out for ch in "\x1b\x07\x9b")
+    (system,) = json.loads(r.out)["operating_systems"]
+    assert system["hostname"] == "web\x1b]0;pwned\x07"
+
+
+def test_a_huge_config_file_is_reported_not_read(tmp_path: Path) -> None:
+    guest = ostrees.debian12().build(tmp_path / "guest")
+    with (guest / "etc/hostname").open("r+b") as fh:
+        fh.truncate(50 * 1024 * 1024)  # 50 MiB of NULs, sparse
+    r = dom0("image", "inspect", str(guest), "--json")
+    assert r.rc == 0, r.err
+    assert len(r.out) < 20_000
+    (system,) = json.loads(r.out)["operating_systems"]
+    assert system["hostname"] is None
+    assert system["notes"] == [
+        "/etc/hostname not read: 50.0 MiB, more than the 64.0 KiB a config file can be (the image may be damaged or "
+        "hostile)"
+    ]
+    assert system["distro"] == "debian"
+    r = dom0("image", "inspect", str(guest))
+    assert r.rc == 0, r.err
+    assert "    /etc/hostname not read: 50.0 MiB, more than the 64.0 KiB a config file can be" in r.out

@@ -11,7 +11,7 @@ import pytest
 from ostrees import make_fs_image
 
 from dom0.errors import Dom0Error
-from dom0.image.tree import DirectoryTree, FilesystemTree, ResolvingTree
+from dom0.image.tree import MAX_CONFIG_READ, DirectoryTree, FilesystemTree, ResolvingTree
 
 HOST_SECRET = "host-secret-line-that-must-never-be-returned"
 
@@ -161,3 +161,19 @@ def test_damaged_filesystem_is_a_one_line_error(tmp_path: Path) -> None:
         FilesystemTree(junk.open("rb"), "ext4", name="junk.img")
     with pytest.raises(Dom0Error, match="cannot read files from a swap filesystem"):
         FilesystemTree(junk.open("rb"), "swap", name="junk.img")
+
+
+@pytest.mark.parametrize("kind", ["directory", "ext4"])
+def test_a_config_file_over_the_limit_is_refused_not_loaded(kind: str, tmp_path: Path) -> None:
+    if kind == "ext4" and shutil.which("mkfs.ext4") is None:
+        pytest.skip("mkfs.ext4 is not installed (scripts/setup-host.sh installs it)")
+    root = tmp_path / "guest"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_bytes(b"x" * (MAX_CONFIG_READ + 1))
+    (root / "etc/hosts").write_bytes(b"y" * MAX_CONFIG_READ)
+    tree = KINDS[kind](root, tmp_path)
+    with pytest.raises(Dom0Error, match=r"/etc/hostname: 65537 bytes in the guest .* more than the 65536 dom0 reads"):
+        tree.read_text("/etc/hostname")
+    assert tree.too_large == {"/etc/hostname": MAX_CONFIG_READ + 1}
+    assert tree.read_bytes("/etc/hosts") == b"y" * MAX_CONFIG_READ
+    assert tree.read_bytes("/etc/hostname", MAX_CONFIG_READ + 1) == b"x" * (MAX_CONFIG_READ + 1)
