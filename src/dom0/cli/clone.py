@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import time
 
 from dom0.cli.progress import board
@@ -17,22 +16,7 @@ from dom0.humanize import size
 def _options(args: argparse.Namespace) -> CloneOptions:
     if args.pause and args.offline:
         raise UsageError("give --pause or --offline, not both")
-    if args.gateway and not args.ip:
-        raise UsageError("--gateway needs --ip", "give the clone's address as --ip ADDR/PREFIX")
-    if args.ip:
-        try:
-            iface = ipaddress.ip_interface(args.ip)
-        except ValueError as exc:
-            raise UsageError(f"--ip {args.ip!r} is not an address with a prefix", "e.g. --ip 192.0.2.10/24") from exc
-        if "/" not in args.ip:
-            raise UsageError(f"--ip {args.ip} has no prefix length", f"e.g. --ip {args.ip}/24")
-        if args.gateway:
-            try:
-                gateway = ipaddress.ip_address(args.gateway)
-            except ValueError as exc:
-                raise UsageError(f"--gateway {args.gateway!r} is not an address") from exc
-            if gateway not in iface.network:
-                raise UsageError(f"--gateway {gateway} is not in {iface.network}", "a gateway must be on-link")
+    # --hostname, --ip and --gateway are checked by CloneOptions itself, before the hypervisor is asked anything.
     for number, flag in ((args.memory, "--memory"), (args.vcpus, "--vcpus")):
         if number is not None and number < 1:
             raise UsageError(f"{flag} must be at least 1")

@@ -15,7 +15,7 @@ from dom0 import storage
 from dom0.clone.macs import fresh_macs, fresh_uuid
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
 from dom0.guest.editors import EXT_TYPES
-from dom0.guest.identity import IdentityChange, plan_identity
+from dom0.guest.identity import IdentityChange, check_request, plan_identity
 from dom0.hypervisor import Hypervisor
 from dom0.hypervisor.domclone import CloneChange, DiskRewrite, clone_definition, per_guest_path
 from dom0.hypervisor.domscreen import GUEST_NAME_HINT, valid_guest_name
@@ -61,6 +61,11 @@ class CloneOptions:
     mode: CloneMode = CloneMode.AUTO
     pause: bool = False
     offline: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked where the request comes in, before the source's disks are opened: a malformed hostname is then
+        # reported as such, not as whatever reading the guest runs into first.
+        check_request(self.hostname, self.address, self.gateway)
 
 
 @dataclass(frozen=True, slots=True)

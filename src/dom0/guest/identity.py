@@ -20,7 +20,10 @@ from dom0.guest.netconfig import NetConfig, Static
 from dom0.image.osinspect import OperatingSystem, parse_keyvals
 from dom0.image.tree import ResolvingTree
 
-__all__ = ["Edit", "IdentityChange", "apply_edits", "plan_identity"]
+# /etc/hosts is the one file edited here that can be large by design (ad-blocking lists run to a few MiB).
+MAX_HOSTS_READ = 16 * 1024 * 1024
+
+__all__ = ["Edit", "IdentityChange", "apply_edits", "check_request", "plan_identity"]
 
 # What systemd's first boot takes as "no ID yet" (machine-id(5)); cloud-init resets images the same way.
 MACHINE_ID_UNSET = b"uninitialized\n"
@@ -62,27 +65,37 @@ class Edit:
         return f"{verb} {self.path}: {self.why}" if self.why else f"{verb} {self.path}"
 
 
-def _check(change: IdentityChange) -> tuple[Static | None, dict[str, str]]:
-    if change.hostname:
-        name = change.hostname
-        if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
-            raise UsageError(
-                f"{name!r} is not a valid hostname", "use letters, digits and '-', in dot-separated labels"
-            )
-    if change.gateway and not change.address:
+def check_request(hostname: str, address: str, gateway: str) -> Static | None:
+    """The static address asked for (or None); UsageError when the hostname (RFC 1123: dot-separated labels of
+    letters, digits and '-', each 1-63 long, 253 in all), the address or the gateway is malformed.
+
+    These end up in the guest's own files and shell-read configs, so they are checked before anything is read."""
+    if hostname and (len(hostname) > 253 or not all(_LABEL.match(label) for label in hostname.split("."))):
+        raise UsageError(
+            f"{hostname!r} is not a valid hostname",
+            "use letters, digits and '-' (not first or last), in dot-separated labels of at most 63 characters",
+        )
+    if gateway and not address:
         raise UsageError("a gateway was given without an address", "give --ip ADDR/PREFIX with --gateway")
-    static = None
-    if change.address:
-        if "/" not in change.address:
-            raise UsageError(f"{change.address!r} has no prefix length", "write it as ADDR/PREFIX, e.g. 10.0.0.5/24")
-        try:
-            iface = ipaddress.IPv4Interface(change.address)
-            gateway = ipaddress.IPv4Address(change.gateway) if change.gateway else None
-        except ValueError as exc:
-            raise UsageError(f"{exc}", "give an IPv4 address as ADDR/PREFIX and a gateway as ADDR") from exc
-        if gateway is not None and gateway not in iface.network:
-            raise UsageError(f"gateway {gateway} is not in {iface.network}", "give a gateway on the clone's subnet")
-        static = Static(iface, gateway)
+    if not address:
+        return None
+    if "/" not in address:
+        raise UsageError(f"{address!r} has no prefix length", f"write it as ADDR/PREFIX, e.g. {address}/24")
+    try:
+        iface = ipaddress.IPv4Interface(address)
+    except ValueError as exc:
+        raise UsageError(f"{address!r} is not an IPv4 address with a prefix ({exc})", "e.g. 10.0.0.5/24") from exc
+    try:
+        router = ipaddress.IPv4Address(gateway) if gateway else None
+    except ValueError as exc:
+        raise UsageError(f"gateway {gateway!r} is not an IPv4 address ({exc})", "e.g. 10.0.0.1") from exc
+    if router is not None and router not in iface.network:
+        raise UsageError(f"gateway {router} is not in {iface.network}", "give a gateway on the clone's subnet")
+    return Static(iface, router)
+
+
+def _check(change: IdentityChange) -> tuple[Static | None, dict[str, str]]:
+    static = check_request(change.hostname, change.address, change.gateway)
     macs: dict[str, str] = {}
     for old, new in change.macs:
         if old and new and old.lower() != new.lower():
@@ -112,7 +125,7 @@ def _hostname_edits(tree: ResolvingTree, system: OperatingSystem, new: str) -> l
     if gentoo is not None and re.search(r"(?m)^\s*hostname=", gentoo):
         edited = re.sub(r"(?m)^(\s*hostname=)(['\"]?)[^'\"\s#]*(['\"]?)", rf"\g<1>\g<2>{new}\g<3>", gentoo)
         edits.append(_write("/etc/conf.d/hostname", edited, because))
-    hosts = _hosts(netconfig.regular_text(tree, "/etc/hosts"), old, new, system)
+    hosts = _hosts(netconfig.regular_text(tree, "/etc/hosts", MAX_HOSTS_READ), old, new, system)
     if hosts is not None:
         edits.append(_write("/etc/hosts", hosts, f"{old or 'the old name'} -> {new} (localhost lines kept)"))
     return edits

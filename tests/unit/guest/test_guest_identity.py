@@ -239,3 +239,15 @@ def test_planning_changes_nothing_and_every_edit_says_why(guest: Build) -> None:
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()} == before
     assert all(e.why for e in edits)
     assert "write  /etc/hostname: hostname bookworm-vm -> web2" in [str(e) for e in edits]
+
+
+def test_a_long_hosts_file_is_still_renamed(guest: Build) -> None:
+    # Ad-blocking /etc/hosts lists run to MiBs: far above what dom0 reads of a config file, still the guest's own.
+    blocklist = "".join(f"0.0.0.0 ads{i}.example.com\n" for i in range(20_000))
+    root = guest("debian12")
+    hosts = (root / "etc/hosts").read_text()
+    (root / "etc/hosts").write_text(hosts + blocklist)
+    _clone(root, IdentityChange(hostname="web2"))
+    assert (root / "etc/hosts").read_text().endswith(blocklist)
+    assert "web2" in (root / "etc/hosts").read_text()
+    assert "bookworm-vm" not in (root / "etc/hosts").read_text()
