@@ -172,6 +172,10 @@ def _write_new(out: Path, size: int, fill: Callable[[int], None], verify: Callab
             os.ftruncate(fd, size)
             fill(fd)
             os.fsync(fd)
+        except OSError as exc:  # no space, or a size the output filesystem cannot hold (EFBIG)
+            raise Dom0Error(
+                f"cannot write {partial} ({size} bytes): {exc.strerror}", "check free space on the output filesystem"
+            ) from exc
         finally:
             os.close(fd)
         verify(partial)

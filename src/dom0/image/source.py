@@ -555,6 +555,7 @@ def open_image(path: str | Path, *, format: str | None = None, backing_dirs: Seq
     p = Path(path)
     if format not in (None, "raw", "qcow2"):
         raise UsageError(f"unknown image format {format}", "say --format raw or --format qcow2")
+    _backing_roots(p, backing_dirs)  # a mistyped --backing-dir is reported whatever the image turns out to be
     try:
         st = p.stat()
     except OSError as exc:
