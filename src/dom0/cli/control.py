@@ -9,7 +9,8 @@ from pathlib import Path
 from dom0 import jsonview
 from dom0.cli.session import hypervisor, print_json
 from dom0.control import wait_until_stopped
-from dom0.errors import GuestNotFound, UsageError
+from dom0.errors import Dom0Error, GuestNotFound, UsageError
+from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor import Hypervisor
 
 
@@ -29,9 +30,15 @@ def cmd_create(args: argparse.Namespace) -> int:
     """Start a guest from a libvirt XML file."""
     path = Path(args.file)
     try:
-        definition = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}", "give the path of a libvirt domain XML file") from exc
+        data = read_regular(path, DEFINITION_LIMIT, "give the path of a libvirt domain XML file")
+    except Dom0Error as exc:  # a path on the command line that names no usable file is a mistake in the command
+        raise UsageError(exc.message, exc.hint) from exc
+    try:
+        definition = data.decode()
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not text (byte {exc.start} is not UTF-8)", "give a libvirt domain XML file (or xl.cfg)"
+        ) from exc
     with hypervisor(args) as hv:
         guest = hv.create(definition)
         if args.json:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from dom0.errors import Dom0Error
+from dom0.filedata import open_regular
 from dom0.model import Guest, GuestCounters, GuestDetails, HostInfo, SaveFormat
 
 
@@ -21,13 +23,14 @@ class LogText:
 
 
 def read_log_tail(path: Path, limit: int = 1 << 20) -> str | None:
-    """The last `limit` bytes of a log file as text, or None when it cannot be read."""
+    """The last `limit` bytes of a log file as text, or None when it cannot be read or is no regular file (a FIFO
+    or a device in a log's place would otherwise block or never end)."""
     try:
-        with path.open("rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:
             f.seek(0, 2)
             f.seek(max(0, f.tell() - limit))
-            return f.read().decode(errors="replace")
-    except OSError:
+            return f.read(limit).decode(errors="replace")
+    except (OSError, Dom0Error):
         return None
 
 

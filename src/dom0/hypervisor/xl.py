@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error, GuestNotFound, GuestStateError, HypervisorUnavailable
+from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor import LogText, UriChoice, read_log_tail, xlcfg, xlparse
 from dom0.hypervisor.xlparse import DomainConfig, ListRow, TopDomain
 from dom0.model import (
@@ -313,10 +314,7 @@ class XlHypervisor:
                 f"{CONFIG_DIR / (ref + '.cfg')} or {CONFIG_DIR / ref}",
                 "start it from its xl.cfg file with `dom0 create FILE`",
             )
-        try:
-            name = _cfg_name(path.read_text(), str(path)) or ref
-        except OSError as exc:
-            raise Dom0Error(f"cannot read {path}: {exc.strerror}", "run as root") from exc
+        name = _cfg_name(_read_cfg(path), str(path)) or ref
         self._xl("create", str(path), what=f"cannot start {ref!r} from {path}", timeout=SLOW_TIMEOUT_S)
         return self.guest(name)
 
@@ -407,7 +405,7 @@ class XlHypervisor:
             raise Dom0Error(
                 f"no xl.cfg for {name!r} in {CONFIG_DIR}", f"xl keeps no definitions: write {CONFIG_DIR / name}.cfg"
             )
-        return path.read_text()
+        return _read_cfg(path)
 
     def define(self, definition: str) -> Guest:
         """Write the xl.cfg to /etc/xen/NAME.cfg (never over an existing file); `start NAME` then runs it."""
@@ -585,3 +583,11 @@ class XlConsole:
                 self._proc.write(ESCAPE)
         self._closed = True
         self._proc.close()
+
+
+def _read_cfg(path: Path) -> str:
+    """An xl.cfg from /etc/xen: a bounded read of a regular file, as text."""
+    try:
+        return read_regular(path, DEFINITION_LIMIT).decode()
+    except UnicodeDecodeError as exc:
+        raise Dom0Error(f"{path} is not UTF-8 text (byte {exc.start})", "fix or replace that xl.cfg file") from exc

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from dom0.errors import Dom0Error, UsageError
+from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor import xlspec
 from dom0.model import Boot, BootKind, GuestConfig, GuestType
 
@@ -321,10 +322,7 @@ def parse(text: str, source: str = "") -> XlConfig:
 
 def load(path: str | Path) -> XlConfig:
     """Read and parse an xl.cfg file; bytes that are not UTF-8 are kept as they are for rewriting."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise Dom0Error(f"cannot read {path}: {e.strerror}", "check the path and its permissions") from None
+    data = read_regular(Path(path), DEFINITION_LIMIT)
     return parse(data.decode("utf-8", "surrogateescape"), str(path))
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
-from dom0.errors import Dom0Error, UsageError
+from dom0.errors import UsageError
+from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor import xlcfg
 from dom0.model import GuestConfig
 
@@ -117,10 +118,7 @@ def parse(text: str, source: str = "") -> XmConfig:
 
 def load(path: str | Path) -> XmConfig:
     """Read and parse an xm config file."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
-    except OSError as e:
-        raise Dom0Error(f"cannot read {path}: {e.strerror}", "check the path and its permissions") from None
+    text = read_regular(Path(path), DEFINITION_LIMIT).decode("utf-8", "surrogateescape")
     return parse(text, str(path))
 
 
