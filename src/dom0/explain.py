@@ -20,6 +20,16 @@ class Explanation:
     fields: dict[str, object] = field(default_factory=dict)
 
 
+# The largest VBD number, 2**29 - 1 (the extended scheme), has 9 digits.
+MAX_DIGITS = 9
+VBD_HINT = "VBD numbers are like 5696 or 51712; extended ones stay below 2^29"
+
+
+def _short(word: str) -> str:
+    """A word as an error message shows it: at most 40 characters."""
+    return repr(word) if len(word) <= 40 else repr(word[:37] + "...")
+
+
 _BY_LETTER = {s.letter: s for s in GuestState if s.letter != "-"}
 _FLAGS = re.compile(r"^[-rbpscd]{6}$")
 _NODE = re.compile(r"^(0x)?([0-9a-f]+):(0x)?([0-9a-f]+)$", re.I)
@@ -64,7 +74,9 @@ def _node(m: re.Match[str], word: str) -> Explanation:
         except (ValueError, UsageError):
             continue
     if not readings:
-        raise UsageError(f"{word!r} is not the device node of a Xen disk", "Xen disks use majors 202, 8, 3 and 22")
+        raise UsageError(
+            f"{_short(word)} is not the device node of a Xen disk", "Xen disks use majors 202, 8, 3 and 22"
+        )
     if len(readings) == 1:
         return _vbd(readings[0][1], word)
     lines = tuple(f"read as {label}: {v.describe()}" for label, v in readings)
@@ -81,9 +93,11 @@ def explain(word: str) -> Explanation:
     w = word.strip()
     if w in _BY_LETTER or _FLAGS.match(w):
         return _state(w)
-    if w.isdigit():
+    if w.isascii() and w.isdigit():
+        if len(w) > MAX_DIGITS:  # also keeps int() within Python's limit on digits it converts
+            raise UsageError(f"{_short(w)} is not a VBD number: they have at most {MAX_DIGITS} digits", VBD_HINT)
         return _vbd(vbd.decode(int(w)), word)
-    if w.lower().startswith("0x"):
+    if w.lower().startswith("0x") and w.isascii():
         try:
             return _vbd(vbd.decode(int(w, 16)), word)
         except ValueError:
@@ -96,6 +110,6 @@ def explain(word: str) -> Explanation:
     except UsageError:
         pass
     raise UsageError(
-        f"cannot explain {word!r}",
+        f"cannot explain {_short(word)}",
         "try a state (r b p s c d, or '-b----'), a VBD number (5696), a device node (22:64) or a name (hdd, xvda1)",
     )

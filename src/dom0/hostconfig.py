@@ -21,11 +21,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dom0.errors import UsageError
+from dom0.errors import Dom0Error, UsageError
+from dom0.filedata import read_regular
 from dom0.saves import DEFAULT_DIRECTORY
 from dom0.saves.codec import Compression
 
 DEFAULT_PATH = Path("/etc/dom0/host.toml")
+# A host config is a few hundred bytes, one section per guest at most.
+CONFIG_LIMIT = 1 << 20
+MISSING_HINT = "write one (see contrib/host.toml) or leave out --config"
 
 
 class OnStop(StrEnum):
@@ -68,10 +72,11 @@ def load(path: Path | None) -> HostConfig:
             return HostConfig()
         path = DEFAULT_PATH
     try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise UsageError(f"{path} does not exist", "write one (see contrib/host.toml) or leave out --config") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+        # the one bounded reader: a FIFO or /dev/zero given as --config is refused, not read forever
+        doc = tomllib.loads(read_regular(path, CONFIG_LIMIT, MISSING_HINT).decode())
+    except Dom0Error as exc:
+        raise UsageError(exc.message, exc.hint) from exc
+    except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from exc

@@ -96,6 +96,13 @@ def test_create_follows_a_symlink_to_a_definition(tmp_path: Path) -> None:
     _one_line_error(dom0("-c", T, "create", str(tmp_path / "to-fifo.xml"), timeout=QUICK), 2, "is a FIFO")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "chardev", "huge"])
+def test_host_config_that_is_no_file(kind: str, tmp_path: Path) -> None:
+    path, words = _special(kind, tmp_path)
+    r = dom0("-c", T, "host", "stop", "--dry-run", "--config", str(path), timeout=QUICK)
+    _one_line_error(r, 2, "larger than 1 MiB" if kind == "huge" else words)
+
+
 @pytest.mark.parametrize("kind", ["fifo", "chardev", "directory", "loop", "huge"])
 def test_xl_config_reader_refuses_special_files(kind: str, tmp_path: Path, alarm: None) -> None:
     path, words = _special(kind, tmp_path)
@@ -107,3 +114,83 @@ def test_xl_config_reader_refuses_special_files(kind: str, tmp_path: Path, alarm
 def test_a_log_that_is_no_file_is_not_read(kind: str, tmp_path: Path, alarm: None) -> None:
     path, _ = _special(kind, tmp_path)
     assert read_log_tail(path) is None
+
+
+# -- numbers, names and URIs no one meant -----------------------------------------------------------------------
+
+HUGE = "9" * 5000  # beyond Python's limit on digits int() converts
+
+
+@pytest.mark.parametrize("ref", ["99999999999999999999", "4294967296", "2147483648", "²", HUGE])
+@pytest.mark.parametrize("command", ["list", "pause"])
+def test_a_guest_id_no_guest_can_have_is_not_found(command: str, ref: str) -> None:
+    _one_line_error(dom0("-c", T, command, ref), 1, "no guest named", "dom0 list --all")
+
+
+@pytest.mark.parametrize(("word", "message"), [(HUGE, "at most 9 digits"), ("²", "cannot explain '²'")])
+def test_explain_of_an_impossible_number(word: str, message: str) -> None:
+    _one_line_error(dom0("explain", word), 2, message)
+
+
+@pytest.mark.parametrize("delay", ["inf", "nan", "1e-300", "1e300", "-1"])
+def test_top_delay_out_of_range_is_a_usage_error(delay: str) -> None:
+    r = dom0("-c", T, "top", "--batch", "-n", "1", f"--delay={delay}", timeout=QUICK)
+    _one_line_error(r, 2, "-d must be between 0.01 and 86400 seconds", "-d 2")
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "1e300"])
+def test_shutdown_timeout_that_is_no_time_is_refused(timeout: str) -> None:
+    r = dom0("-c", T, "shutdown", "--wait", "-t", timeout, "test", timeout=QUICK)
+    _one_line_error(r, 2, "--timeout must be between 1 and 86400 seconds", "--timeout 120")
+
+
+def test_create_of_random_bytes(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.xml"
+    junk.write_bytes(bytes([0xFF, 0xFE, 0x80]) + os.urandom(4096))
+    _one_line_error(dom0("-c", T, "create", str(junk)), 2, "is not text", "libvirt domain XML")
+
+
+def _not_a_node_file(kind: str, tmp_path: Path) -> tuple[Path, str]:
+    if kind == "passwd":
+        return Path("/etc/passwd"), "not a libvirt test driver <node> file"
+    if kind == "missing":
+        return tmp_path / "nonexistent", "does not exist"
+    if kind == "random":
+        (tmp_path / "random").write_bytes(bytes([0xFF, 0x80]) + os.urandom(4096))
+        return tmp_path / "random", "not a libvirt test driver <node> file"
+    if kind == "malformed":
+        (tmp_path / "bad.xml").write_text("<node><domain type='test'>")
+        return tmp_path / "bad.xml", "not a libvirt test driver <node> file"
+    return _special(kind, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["passwd", "missing", "random", "malformed", "fifo", "chardev", "directory"])
+def test_test_uri_naming_no_node_file(kind: str, tmp_path: Path) -> None:
+    path, words = _not_a_node_file(kind, tmp_path)
+    r = dom0("-c", f"test://{path}", "list", timeout=QUICK)
+    _one_line_error(r, 1, words, "test:///default")
+    assert "root:" not in r.err  # the host file's lines are not quoted back
+
+
+def test_an_untranslated_libvirt_error_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A libvirt call no backend method wrapped still ends in one line; --debug keeps the traceback."""
+    import libvirt
+
+    from dom0.cli import main, see
+
+    def failing(_args: object) -> int:
+        from dom0 import hypervisor  # noqa: F401  (a real command has loaded the hypervisor layer by now)
+
+        raise libvirt.libvirtError("internal error: something libvirt did not expect\nmore detail")
+
+    monkeypatch.setattr(see, "cmd_list", failing)
+    assert main.main(["-c", T, "list"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "dom0: error: the hypervisor failed unexpectedly: internal error: something libvirt did not expect",
+        "  hint: run again with --debug for the details, and report it if it persists",
+    ]
+    with pytest.raises(libvirt.libvirtError):
+        main.main(["-c", T, "--debug", "list"])

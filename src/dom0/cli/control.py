@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dom0 import jsonview
-from dom0.cli.session import hypervisor, print_json
+from dom0.cli.session import check_seconds, hypervisor, print_json
 from dom0.control import wait_until_stopped
 from dom0.errors import Dom0Error, GuestNotFound, UsageError
 from dom0.filedata import DEFINITION_LIMIT, read_regular
@@ -77,8 +77,7 @@ def cmd_simple(args: argparse.Namespace) -> int:
 
 def cmd_shutdown(args: argparse.Namespace) -> int:
     """Ask for an orderly shutdown; with --wait, wait for it."""
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be positive", "e.g. --timeout 120")
+    check_seconds("--timeout", args.timeout, "120", least=1)
     with hypervisor(args) as hv:
         g = hv.guest(args.guest)
         name = g.name

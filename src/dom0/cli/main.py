@@ -268,6 +268,15 @@ def _resolve(spec: str) -> Handler:
     return handler
 
 
+def _backend_errors() -> tuple[type[Exception], ...]:
+    """libvirt's error class once a command has loaded it (the hypervisor layer is imported only then)."""
+    if "dom0.hypervisor" not in sys.modules:
+        return ()
+    from dom0.hypervisor import backend_errors
+
+    return backend_errors()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dom0` console script."""
     parser = build_parser()
@@ -280,6 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
+    except _backend_errors() as exc:
+        if args.debug:
+            raise  # --debug shows where it came from
+        reason = (str(exc).strip().splitlines() or ["no reason given"])[0]
+        print(f"dom0: error: the hypervisor failed unexpectedly: {reason}", file=sys.stderr)
+        print("  hint: run again with --debug for the details, and report it if it persists", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dom0: interrupted", file=sys.stderr)
         return 130

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from dom0.errors import UsageError
 
 if TYPE_CHECKING:
     from dom0.hypervisor import Hypervisor
@@ -30,3 +33,17 @@ def print_json(value: Any) -> None:
     """Print one JSON document on stdout."""
     json.dump(value, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+# Longest wait any option accepts: a day. Longer (or inf, nan) is a typo, and would overflow the sleep.
+MAX_SECONDS = 86400.0
+
+
+def check_seconds(option: str, value: float, example: str, *, least: float = 0.01) -> float:
+    """`value` when it is a number of seconds from `least` to a day; UsageError naming the range otherwise."""
+    if not (math.isfinite(value) and least <= value <= MAX_SECONDS):
+        raise UsageError(
+            f"{option} must be between {least:g} and {MAX_SECONDS:g} seconds (a day), not {value:g}",
+            f"e.g. {option} {example}",
+        )
+    return value

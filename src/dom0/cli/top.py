@@ -13,7 +13,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
 from dom0 import humanize
-from dom0.cli.session import hypervisor
+from dom0.cli.session import check_seconds, hypervisor
 from dom0.cli.table import render
 from dom0.errors import UsageError
 from dom0.top import DiskRate, GuestRates, NicRate, Sample, Sampler, as_json
@@ -119,8 +119,7 @@ def text_block(sample: Sample) -> str:
 def _check(args: argparse.Namespace) -> None:
     if args.iterations is not None and args.iterations < 1:
         raise UsageError(f"-n must be at least 1, not {args.iterations}", "e.g. -n 5 for five samples")
-    if not args.delay > 0:
-        raise UsageError(f"-d must be more than 0 seconds, not {args.delay:g}", "e.g. -d 2")
+    check_seconds("-d", args.delay, "2")
 
 
 def cmd_top(args: argparse.Namespace) -> int:

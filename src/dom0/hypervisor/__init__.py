@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,26 @@ class Hypervisor(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
+
+
+def backend_errors() -> tuple[type[Exception], ...]:
+    """The error class of the hypervisor library this process loaded (libvirt's), else none. The CLI's last resort
+    for a call no backend method translated; looked up without importing libvirt, which only libvirt.py does."""
+    module = sys.modules.get("libvirt")
+    error = getattr(module, "libvirtError", None)
+    return (error,) if isinstance(error, type) and issubclass(error, Exception) else ()
+
+
+# libvirt takes a guest ID as a C int; Xen's domids stop far below this.
+MAX_GUEST_ID = 2**31 - 1
+
+
+def guest_id(ref: str) -> int | None:
+    """The guest ID `ref` spells (plain ASCII digits, within a C int), or None: then it is a name or UUID only."""
+    if ref.isascii() and ref.isdigit() and len(ref) <= len(str(MAX_GUEST_ID)):
+        number = int(ref)
+        return number if number <= MAX_GUEST_ID else None
+    return None
 
 
 XL_URI = "xl://"

@@ -122,6 +122,14 @@ def parse(xml: str) -> DomainXml:
     )
 
 
+def root_tag(document: bytes) -> str:
+    """The name of an XML document's root element, or '' when the bytes are not well-formed XML."""
+    try:
+        return ET.fromstring(document).tag
+    except ET.ParseError:
+        return ""
+
+
 def name_of(xml: str) -> str:
     """The <name> of a domain definition, or '' when it has none."""
     return _text(ET.fromstring(xml), "name")

@@ -27,7 +27,8 @@ from dom0.errors import (
     GuestStateError,
     HypervisorUnavailable,
 )
-from dom0.hypervisor import Console, LogText, UriChoice, domxml, read_log_tail
+from dom0.filedata import read_regular
+from dom0.hypervisor import Console, LogText, UriChoice, domxml, guest_id, read_log_tail
 from dom0.model import (
     DiskCounters,
     Guest,
@@ -68,7 +69,9 @@ URI_HINT = "URIs look like qemu:///system, xen:///system or test:///default"
 
 
 def _message(exc: libvirt.libvirtError) -> str:
-    return str(exc.get_error_message() or exc).strip()
+    """libvirt's message, first line only: XML errors go on to quote the offending line of the file and a caret."""
+    text = str(exc.get_error_message() or exc).strip()
+    return text.splitlines()[0] if text else "(libvirt gave no reason)"
 
 
 @contextmanager
@@ -109,6 +112,7 @@ class LibvirtHypervisor:
     @classmethod
     def open(cls, choice: UriChoice) -> LibvirtHypervisor:
         """Connect; HypervisorUnavailable with what was tried when nothing answers."""
+        _check_test_node_file(choice)
         try:
             conn = libvirt.open(choice.uri)
         except libvirt.libvirtError as exc:
@@ -184,8 +188,9 @@ class LibvirtHypervisor:
 
     def _domain(self, ref: str) -> libvirt.virDomain:
         lookups: list[Callable[[], libvirt.virDomain]] = [lambda: self._conn.lookupByName(ref)]
-        if ref.isdigit():
-            lookups.append(lambda: self._conn.lookupByID(int(ref)))
+        number = guest_id(ref)
+        if number is not None:
+            lookups.append(lambda: self._conn.lookupByID(number))
         try:
             uuidlib.UUID(ref)
             lookups.append(lambda: self._conn.lookupByUUIDString(ref))
@@ -482,6 +487,28 @@ class LibvirtHypervisor:
             if text is not None:
                 logs.append(LogText(source, text))
         return logs
+
+
+# A test driver node file describes a whole imaginary host; anything this large is the wrong file.
+NODE_FILE_LIMIT = 16 << 20
+
+
+def _check_test_node_file(choice: UriChoice) -> None:
+    """test:///PATH has libvirt load PATH as an imaginary host. Only a <node> document is handed over: libvirt
+    would read a FIFO or device forever, and quotes a file that is no XML on stderr (/etc/passwd, line by line)."""
+    parsed = urlparse(choice.uri)
+    if parsed.scheme != "test" or parsed.netloc or parsed.path in ("", "/", "/default"):
+        return
+    path = Path(parsed.path)
+    hint = "test:///default is libvirt's built-in test host; test:///PATH needs a test driver <node> XML file"
+    try:
+        data = read_regular(path, NODE_FILE_LIMIT)
+    except Dom0Error as exc:
+        raise HypervisorUnavailable(f"cannot connect to {choice.uri} ({choice.reason}): {exc.message}", hint) from exc
+    if domxml.root_tag(data) != "node":
+        raise HypervisorUnavailable(
+            f"cannot connect to {choice.uri} ({choice.reason}): {path} is not a libvirt test driver <node> file", hint
+        )
 
 
 def _connect_hint(uri: str, message: str) -> str:

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error, GuestNotFound, GuestStateError, HypervisorUnavailable
 from dom0.filedata import DEFINITION_LIMIT, read_regular
-from dom0.hypervisor import LogText, UriChoice, read_log_tail, xlcfg, xlparse
+from dom0.hypervisor import LogText, UriChoice, guest_id, read_log_tail, xlcfg, xlparse
 from dom0.hypervisor.xlparse import DomainConfig, ListRow, TopDomain
 from dom0.model import (
     DiskCounters,
@@ -82,7 +82,7 @@ _UNAVAILABLE_SIGNS = (
 
 
 def _ref_matches(ref: str, name: str, uuid: str, domid: int) -> bool:
-    return ref == name or ref.lower() == uuid.lower() or (ref.isdigit() and int(ref) == domid)
+    return ref == name or ref.lower() == uuid.lower() or guest_id(ref) == domid
 
 
 class XlHypervisor:
