@@ -16,6 +16,8 @@ PACKAGES=(
   virtinst
   # the Xen lab (tests/xen): debootstrap builds dom0's root, mkfs.ext4 -d packs it, debugfs reads results back
   debootstrap e2fsprogs
+  # tests/unit/test_confinement.py: every file a run on hostile input opens, traced
+  strace
 )
 
 missing=()
