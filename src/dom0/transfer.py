@@ -300,7 +300,7 @@ def export_guest(
 
 def _export_disk(path: Path, fmt: str, target: str, out: Path, progress: Progress) -> ExportedDisk:
     volume = storage.probe(path, fmt)
-    swap = storage.swap_identity(path)
+    swap = storage.swap_identity(path, format=volume.format, chain_dirs=volume.chain_dirs)
     if swap is not None:
         return ExportedDisk(target, "", volume.format, volume.size_bytes, swap_uuid=swap[0], swap_label=swap[1])
     name = f"{target}.raw.zst"

@@ -42,9 +42,9 @@ class _Guest:
     system: OperatingSystem
 
 
-def _open_guest(path: Path) -> tuple[_Guest, ImageSource | None]:
+def _open_guest(path: Path, args: argparse.Namespace) -> tuple[_Guest, ImageSource | None]:
     """The guest's tree and inspection; the second value is the open image (to close), or None."""
-    if path.is_dir():
+    if path.is_dir() and args.image_format is None:
         tree: GuestTree = DirectoryTree(path)
         system = inspect_tree(tree)
         if system is None:
@@ -53,10 +53,11 @@ def _open_guest(path: Path) -> tuple[_Guest, ImageSource | None]:
                 "give the directory that is the guest's /",
             )
         return _Guest(tree, system), None
+    from dom0.cli.image import image_options
     from dom0.image.layout import scan
     from dom0.image.source import open_image
 
-    source = open_image(path)
+    source = open_image(path, **image_options(args))
     try:
         roots = find_roots(source, scan(source))
     except BaseException:
@@ -120,7 +121,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     out = Path(args.output).absolute()
     if out.exists() and not out.is_dir():
         raise Dom0Error(f"{out} is not a directory", "give -o a directory for the kernel and initrd")
-    guest, source = _open_guest(image)
+    guest, source = _open_guest(image, args)
     try:
         system = guest.system
         kernel: Kernel = choose_kernel(system.kernels, args.kernel_version)

@@ -137,7 +137,8 @@ def clone_disk(step: DiskStep, undo: Undo, bar: BarFactory) -> None:
 def reset_identity(plan: ClonePlan) -> tuple[str, ...]:
     """Find the clone's root filesystem among its copied disks and reset its identity there; what was edited."""
     for step in plan.copied:
-        with _raw_view(step) as path, open_image(path) as source:  # closed: an LV held open cannot be removed
+        # closed after reading: an LV held open cannot be removed
+        with _raw_view(step) as path, open_image(path, format="raw") as source:
             roots = find_roots(source, scan(source))
             if not roots:
                 continue

@@ -84,6 +84,7 @@ class DiskStep:
     swap_uuid: str = ""
     swap_label: str = ""
     source_overlay: str = ""  # OVERLAY: the source's own new overlay (it stops writing to the shared base)
+    chain_dirs: tuple[str, ...] = ()  # where the source's qcow2 backing chain lives (storage.Volume.chain_dirs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,7 @@ def _preview_identity(steps: tuple[DiskStep, ...], change: IdentityChange, notes
         if step.method in (Method.SHARE, Method.SWAP):
             continue
         try:
-            with open_image(step.source) as source:
+            with open_image(step.source, format=step.format, backing_dirs=step.chain_dirs) as source:
                 roots = find_roots(source, scan(source))
                 if roots:
                     fs, tree, system = roots[0]
@@ -216,7 +217,7 @@ def _disk_step(disk: Disk, source: Guest, options: CloneOptions, live: bool) -> 
             "for a storage pool volume, give the guest the volume's path (`virsh vol-path`) or clone with virt-clone",
         )
     volume = storage.probe(Path(disk.source), disk.format)
-    swap = storage.swap_identity(volume.path)
+    swap = storage.swap_identity(volume.path, format=volume.format, chain_dirs=volume.chain_dirs)
     fmt = volume.format
     if swap is not None:
         dest, vg, lv = _destination(volume, source.name, options.new_name)
@@ -251,7 +252,10 @@ def _disk_step(disk: Disk, source: Guest, options: CloneOptions, live: bool) -> 
         base = Path(disk.source)
         own = str(base.with_name(f"{base.stem}-after-{options.new_name}.qcow2"))
         target = dest if dest.endswith(".qcow2") else str(Path(dest).with_suffix(".qcow2"))
-        return DiskStep(disk.target, Method.OVERLAY, disk.source, target, fmt, volume.size_bytes, source_overlay=own)
+        return DiskStep(
+            disk.target, Method.OVERLAY, disk.source, target, fmt, volume.size_bytes,
+            source_overlay=own, chain_dirs=volume.chain_dirs,
+        )  # fmt: skip
     can_reflink = storage.reflink_supported(Path(disk.source).parent)
     if mode is CloneMode.REFLINK and not can_reflink:
         raise Dom0Error(
@@ -259,13 +263,15 @@ def _disk_step(disk: Disk, source: Guest, options: CloneOptions, live: bool) -> 
             "reflinks need btrfs or XFS (with reflink=1); use --mode copy with --pause, or --mode overlay",
         )
     if can_reflink and mode in (CloneMode.AUTO, CloneMode.REFLINK):
-        return DiskStep(disk.target, Method.REFLINK, disk.source, dest, fmt, volume.size_bytes)
+        return DiskStep(
+            disk.target, Method.REFLINK, disk.source, dest, fmt, volume.size_bytes, chain_dirs=volume.chain_dirs
+        )
     if live:
         raise GuestStateError(
             f"{source.name} is running and {disk.target} can only be copied whole: the copy would be torn",
             "add --pause (paused while copying), --offline after a shutdown, or --mode overlay",
         )
-    return DiskStep(disk.target, Method.COPY, disk.source, dest, fmt, volume.size_bytes)
+    return DiskStep(disk.target, Method.COPY, disk.source, dest, fmt, volume.size_bytes, chain_dirs=volume.chain_dirs)
 
 
 def _destination(volume: storage.Volume, old: str, new: str) -> tuple[str, str, str]:

@@ -236,7 +236,7 @@ class DebugfsEditor:
         self._batch = _Batch(self.tree)
 
     def _open_tree(self) -> FilesystemTree:
-        source = open_image(self.image)
+        source = open_image(self.image, format="raw")  # a raw image or device, whatever its first bytes say
         self._sources.append(source)
         window = source.window(self.offset, source.size - self.offset)
         return FilesystemTree(window.as_file(), self.fs_type, f"{self.image} at byte {self.offset}")

@@ -36,7 +36,8 @@ class VolumeKind(StrEnum):
 @dataclass(frozen=True)
 class Volume:
     """A disk as the host holds it: `size_bytes` is what the guest sees (qcow2 virtual size), `allocated_bytes`
-    what it takes on the host; `vg`/`lv` for an LVM LV, `backing` the qcow2 backing file (empty when none)."""
+    what it takes on the host; `vg`/`lv` for an LVM LV, `backing` the qcow2 backing file (empty when none),
+    `chain_dirs` the directories of its whole backing chain (where dom0's own reader may follow it)."""
 
     path: Path
     kind: VolumeKind
@@ -48,6 +49,7 @@ class Volume:
     allocated_bytes: int = 0
     lv_uuid: str = ""
     segtype: str = ""  # "linear", "thin", ... for an LV
+    chain_dirs: tuple[str, ...] = ()
 
 
 class CreatedKind(StrEnum):
@@ -73,8 +75,9 @@ class Created:
         return f"LV {self.vg}/{self.lv}" if self.kind is CreatedKind.LV else str(self.path)
 
 
-def _qemu_img_info(path: Path, format: str) -> dict[str, object]:
-    cmd = ["qemu-img", "info", "--output=json", "-U"]
+def _qemu_img_info(path: Path, format: str) -> list[dict[str, object]]:
+    """qemu-img's view of the image and of each image in its backing chain, the image first."""
+    cmd = ["qemu-img", "info", "--output=json", "--backing-chain", "-U"]
     if format:
         cmd += ["-f", format]
     try:
@@ -85,7 +88,7 @@ def _qemu_img_info(path: Path, format: str) -> dict[str, object]:
         info = json.loads(out)
     except json.JSONDecodeError as exc:
         raise Dom0Error(f"qemu-img info {path}: unreadable answer", "check the qemu-utils installation") from exc
-    if not isinstance(info, dict):
+    if not isinstance(info, list) or not info or not all(isinstance(i, dict) for i in info):
         raise Dom0Error(f"qemu-img info {path}: unexpected answer", "check the qemu-utils installation")
     return info
 
@@ -109,7 +112,11 @@ def probe(path: Path, format: str = "") -> Volume:
         kind = VolumeKind.BLOCK
     else:
         raise Dom0Error(f"{path} is not a disk image (not a file or block device)", "give an image file or a device")
-    info = _qemu_img_info(path, format)
+    chain = _qemu_img_info(path, format)
+    info = chain[0]
+    # The chain of a disk the guest definition names is the one the hypervisor opens: the administrator's setup,
+    # so dom0's reader may follow the qcow2 headers there (and nowhere else, see dom0.image.source).
+    chain_dirs = tuple(sorted({os.path.dirname(os.path.abspath(str(i.get("filename", "")))) for i in chain[1:]}))
     fmt = str(info.get("format", ""))
     if fmt not in SUPPORTED_FORMATS:
         raise Dom0Error(
@@ -122,12 +129,12 @@ def probe(path: Path, format: str = "") -> Volume:
     allocated = int(str(info.get("actual-size", 0)))
     backing = str(info.get("full-backing-filename") or info.get("backing-filename") or "")
     if kind is VolumeKind.FILE:
-        return Volume(Path(path), kind, size, fmt, backing=backing, allocated_bytes=allocated)
+        return Volume(Path(path), kind, size, fmt, backing=backing, allocated_bytes=allocated, chain_dirs=chain_dirs)
     from dom0.storage import lvm
 
     lv = lvm.lv_of_device(Path(path))
     if lv is None:
-        return Volume(Path(path), kind, size, fmt, backing=backing, allocated_bytes=size)
+        return Volume(Path(path), kind, size, fmt, backing=backing, allocated_bytes=size, chain_dirs=chain_dirs)
     return Volume(
         Path(path),
         VolumeKind.LV,
@@ -139,6 +146,7 @@ def probe(path: Path, format: str = "") -> Volume:
         allocated_bytes=lv.size_bytes,
         lv_uuid=lv.uuid,
         segtype=lv.segtype,
+        chain_dirs=chain_dirs,
     )
 
 

@@ -26,10 +26,15 @@ class SwapIdentity(NamedTuple):
     size_bytes: int  # of the swap area, as its header records it
 
 
-def swap_identity(path: Path, offset: int = 0) -> SwapIdentity | None:
+def swap_identity(
+    path: Path, offset: int = 0, *, format: str | None = None, chain_dirs: tuple[str, ...] = ()
+) -> SwapIdentity | None:
     """The UUID and label of the swap area starting `offset` bytes into image `path` (raw, qcow2 or a device);
-    None when no swap signature is there (a swap area found by its signature, never by its name)."""
-    with open_image(path) as image:
+    None when no swap signature is there (a swap area found by its signature, never by its name).
+
+    `format` is what the guest definition says the disk is, `chain_dirs` where its backing chain lives
+    (`Volume.chain_dirs`): a header the guest wrote into a raw disk is not taken for qcow2."""
+    with open_image(path, format=format, backing_dirs=chain_dirs) as image:
         source = image.window(offset, image.size - offset) if offset else image
         found = probe_superblock(source)
     if found is None or found.type != "swap":

@@ -12,6 +12,7 @@ import ostrees
 import pytest
 from unitkit import dom0
 
+from dom0 import run
 from dom0.errors import Dom0Error
 from dom0.image import kernels
 from dom0.image.kernels import MAX_BOOT_FILE, Kernel, choose_kernel, find_kernels
@@ -290,3 +291,21 @@ def test_a_directory_in_the_way_is_a_one_line_error_and_nothing_is_written(tmp_p
     ], r.err
     assert [p.name for p in out.iterdir()] == [in_the_way]
     assert list((out / in_the_way).iterdir()) == []
+
+
+def test_a_base_image_elsewhere_is_read_only_where_the_admin_allows(tmp_path: Path) -> None:
+    """image kernel opens images as image inspect does: a qcow2 whose base lies in another directory is refused
+    until --backing-dir names that directory."""
+    base = _fc5_disk(tmp_path)
+    guests = tmp_path / "guests"
+    guests.mkdir()
+    top = guests / "fc5.qcow2"
+    run.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(base), str(top)])
+    out = tmp_path / "k"
+    r = dom0("image", "kernel", str(top), "-o", str(out))
+    assert r.rc == 1
+    assert "--backing-dir" in r.err
+    assert not out.exists() or not any(out.iterdir())
+    r = dom0("image", "kernel", str(top), "-o", str(out), "--backing-dir", str(tmp_path))
+    assert r.rc == 0, r.err
+    assert (out / "vmlinuz-2.6.20-1.2320.fc5").exists()

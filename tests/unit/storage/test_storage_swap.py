@@ -115,3 +115,32 @@ def test_swap_into_an_empty_file_made_for_the_clone(tmp_path: Path) -> None:
     assert target.stat().st_size == 64 * MiB
     remove_created(created)
     assert not target.exists()
+
+
+def test_a_guests_swap_overlay_is_read_through_the_chain_its_definition_names(tmp_path: Path) -> None:
+    """A guest's qcow2 swap over a base in another directory (a clone of a clone): the chain qemu-img reports for
+    the disk the definition names is followed; the same image found loose is refused."""
+    from dom0.storage import probe
+
+    bases, guests = tmp_path / "bases", tmp_path / "guests"
+    bases.mkdir()
+    guests.mkdir()
+    _source_swap(bases / "swap.raw")
+    top = guests / "swap.qcow2"
+    run.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(bases / "swap.raw"), str(top)])
+    volume = probe(top, "qcow2")
+    assert volume.chain_dirs == (str(bases),)
+    ident = swap_identity(top, format=volume.format, chain_dirs=volume.chain_dirs)
+    assert ident is not None
+    assert ident.uuid == UUID
+    with pytest.raises(Dom0Error, match="backing"):
+        swap_identity(top)
+
+
+def test_a_qcow2_header_inside_a_raw_swap_disk_means_nothing(tmp_path: Path) -> None:
+    """The definition says raw: the guest's own bytes (a qcow2 header naming a host file) are not obeyed."""
+    disk = tmp_path / "disk.raw"
+    qcow = tmp_path / "hostile.qcow2"
+    run.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "raw", "-b", "/etc/shadow", str(qcow), "1M"])
+    disk.write_bytes(qcow.read_bytes() + bytes(8 * MiB))
+    assert swap_identity(disk, format="raw") is None
