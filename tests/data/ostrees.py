@@ -622,6 +622,7 @@ def debootstrap_tree() -> Path | None:
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
         return None
     partial = root.with_name(root.name + ".partial")
+    _unmount_below(partial)  # a debootstrap killed mid-way leaves its /proc mounted there, and rmtree fails
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     mirror = os.environ.get("DOM0_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -636,6 +637,15 @@ def debootstrap_tree() -> Path | None:
     marker.write_text(" ".join(DEBOOTSTRAP_ARGS) + "\n")
     _configure(root)
     return root
+
+
+def _unmount_below(directory: Path) -> None:
+    """Lazily unmount whatever is mounted inside `directory` (deepest first)."""
+    prefix = f"{directory}/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=60, check=False)
 
 
 def _configure(root: Path) -> None:

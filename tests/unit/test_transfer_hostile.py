@@ -9,91 +9,17 @@ import hashlib
 import json
 import os
 import resource
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import zstandard
+from exportkit import DISK, URI, UUID, definition_xml, make_export, manifest_doc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from unitkit import Result, dom0
 
 from dom0.errors import Dom0Error
 from dom0.transfer import ExportManifest
-
-URI = "test:///default"
-UUID = "6f1e9c3a-5b0d-4c2e-9a7f-0d1b2c3d4e5f"
-DISK = b"dom0 export test disk\n" * 1000 + bytes(200_000) + b"tail"
-
-GOOD_DEVICES = """
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='/var/lib/libvirt/images/web.img'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <interface type='network'><mac address='52:54:00:11:22:33'/><source network='default'/></interface>
-    <serial type='pty'><target port='0'/></serial>
-"""
-
-
-def _definition(devices: str = GOOD_DEVICES, os_extra: str = "", name: str = "web") -> str:
-    return f"""<domain type='test'>
-  <name>{name}</name>
-  <uuid>{UUID}</uuid>
-  <memory unit='KiB'>131072</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type>{os_extra}</os>
-  <devices>{devices}</devices>
-</domain>
-"""
-
-
-def _manifest(stored: bytes, changes: Mapping[str, object], raw: bytes = DISK) -> dict[str, object]:
-    disk: dict[str, object] = {
-        "target": "vda",
-        "file": "vda.raw.zst",
-        "format": "raw",
-        "size_bytes": len(raw),
-        "raw_sha256": hashlib.sha256(raw).hexdigest(),
-        "stored_bytes": len(stored),
-        "stored_sha256": hashlib.sha256(stored).hexdigest(),
-        "swap_uuid": "",
-        "swap_label": "",
-    }
-    doc: dict[str, object] = {
-        "name": "web",
-        "uuid": UUID,
-        "uri": "qemu:///system",
-        "definition": "definition.xml",
-        "disks": [disk],
-        "exported_at": "2024-01-01T00:00:00+00:00",
-        "format_version": 1,
-    }
-    for key, value in changes.items():
-        if key.startswith("disk_"):
-            disk[key[5:]] = value
-        else:
-            doc[key] = value
-    return doc
-
-
-def make_export(
-    tmp_path: Path,
-    xml: str | bytes | None = None,
-    stored: bytes | None = None,
-    fields: Mapping[str, object] | None = None,
-    **changes: object,
-) -> Path:
-    """An export directory as `dom0 export` writes it, with the given parts replaced."""
-    out = tmp_path / "media" / "web"
-    out.mkdir(parents=True)
-    stored = zstandard.ZstdCompressor().compress(DISK) if stored is None else stored
-    (out / "vda.raw.zst").write_bytes(stored)
-    xml = _definition() if xml is None else xml
-    (out / "definition.xml").write_bytes(xml.encode() if isinstance(xml, str) else xml)
-    (out / "manifest.json").write_text(json.dumps(_manifest(stored, {**(fields or {}), **changes})))
-    return out
 
 
 @pytest.fixture
@@ -156,17 +82,17 @@ HOSTILE_DEVICES = {
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_DEVICES))
 def test_definition_naming_host_devices_is_refused(case: str, tmp_path: Path, store: Path) -> None:
-    export = make_export(tmp_path, _definition(HOSTILE_DEVICES[case]))
+    export = make_export(tmp_path, definition_xml(HOSTILE_DEVICES[case]))
     _refused(_import(export, store), store, "names host files or devices the export does not carry")
 
 
 def test_kernel_of_etc_shadow_is_refused(tmp_path: Path, store: Path) -> None:
-    export = make_export(tmp_path, _definition(os_extra="<kernel>/etc/shadow</kernel>"))
+    export = make_export(tmp_path, definition_xml(os_extra="<kernel>/etc/shadow</kernel>"))
     _refused(_import(export, store), store, "kernel '/etc/shadow'")
 
 
 def test_qemu_command_line_pass_through_is_refused(tmp_path: Path, store: Path) -> None:
-    xml = _definition().replace(
+    xml = definition_xml().replace(
         "</domain>",
         "<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
         "<qemu:arg value='-drive'/><qemu:arg value='file=/etc/shadow'/></qemu:commandline></domain>",
@@ -176,7 +102,7 @@ def test_qemu_command_line_pass_through_is_refused(tmp_path: Path, store: Path) 
 
 def test_a_listed_disk_of_etc_shadow_gets_the_imported_disk_instead(tmp_path: Path, store: Path) -> None:
     devices = "<disk type='block' device='disk'><source dev='/etc/shadow'/><target dev='vda'/></disk>"
-    r = _import(make_export(tmp_path, _definition(devices)), store, "--dry-run")
+    r = _import(make_export(tmp_path, definition_xml(devices)), store, "--dry-run")
     assert r.rc == 0, r.err
     assert str(store / "imported-vda.img") in r.out
 
@@ -341,7 +267,7 @@ def test_any_bytes_as_an_export_manifest_give_a_manifest_or_an_error(data: bytes
     )
 )
 def test_any_field_values_in_an_export_manifest_give_a_manifest_or_an_error(changes: dict[str, object]) -> None:
-    data = json.dumps(_manifest(b"x", changes)).encode()
+    data = json.dumps(manifest_doc(b"x", changes)).encode()
     try:
         manifest = ExportManifest.parse(data, Path("manifest.json"))
     except Dom0Error:
