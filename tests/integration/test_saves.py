@@ -241,9 +241,9 @@ def test_libvirt_finishes_its_header_only_after_dom0_made_the_image_durable(
     # image. Seen before the FIFO was swapped during the stream: 2 of 3 saves.
     from dom0.hypervisor import UriChoice, connect
     from dom0.model import SaveFormat
-    from dom0.saveimage import StreamFixer, fixer_for
     from dom0.saves import stream
     from dom0.saves.codec import Compression
+    from dom0.saves.formats import StreamFixer, fixer_for
 
     seen: list[tuple[str, int]] = []
 

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from dom0 import jsonview
 from dom0.cli.session import check_seconds, hypervisor, print_json
-from dom0.control import wait_until_stopped
 from dom0.errors import Dom0Error, GuestNotFound, UsageError
 from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor import Hypervisor
+from dom0.hypervisor.control import wait_until_stopped
+from dom0.observe import jsonview
 
 
 def _done(args: argparse.Namespace, hv: Hypervisor, ref: str, message: str) -> int:

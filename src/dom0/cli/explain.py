@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dom0.cli.session import print_json
-from dom0.explain import explain
+from dom0.observe.explain import explain
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -8,12 +8,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from dom0 import hostconfig, hostpower
 from dom0.cli.progress import board
 from dom0.cli.saves import sweep_leftovers
 from dom0.cli.session import hypervisor, print_json
 from dom0.cli.table import render
-from dom0.hostpower import Step
+from dom0.saves import host as hostpower
+from dom0.saves import hostconfig
+from dom0.saves.host import Step
 
 
 def _config(args: argparse.Namespace) -> hostconfig.HostConfig:

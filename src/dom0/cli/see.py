@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from dom0 import humanize, jsonview
+from dom0 import humanize
 from dom0.cli.session import hypervisor, print_json
 from dom0.cli.table import render
 from dom0.model import Guest, GuestDetails
+from dom0.observe import jsonview
 
 
 def _row(g: Guest) -> list[object]:

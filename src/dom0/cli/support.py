@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from dom0 import bundle, humanize
+from dom0 import humanize
 from dom0.cli.session import hypervisor, print_json
 from dom0.errors import Dom0Error
 from dom0.hypervisor import LogText
+from dom0.observe import bundle
 
 
 def _print_log(log: LogText) -> None:

@@ -16,7 +16,7 @@ from dom0 import humanize
 from dom0.cli.session import check_seconds, hypervisor
 from dom0.cli.table import render
 from dom0.errors import UsageError
-from dom0.top import DiskRate, GuestRates, NicRate, Sample, Sampler, as_json
+from dom0.observe.top import DiskRate, GuestRates, NicRate, Sample, Sampler, as_json
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType, RenderResult

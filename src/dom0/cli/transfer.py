@@ -14,7 +14,7 @@ from dom0.humanize import size
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the guest's definition and compressed disks, with checksums, into DIR/NAME/."""
-    from dom0.transfer import export_guest
+    from dom0.clone.transfer import export_guest
 
     with hypervisor(args) as hv:
         started = time.monotonic()
@@ -35,7 +35,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Check an export, write its disks here (files or LVs), define the guest."""
-    from dom0.transfer import apply_import, plan_import
+    from dom0.clone.transfer import apply_import, plan_import
 
     with hypervisor(args) as hv:
         plan = plan_import(hv, Path(args.dir), name=args.name or "", storage_at=args.storage or "")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from dom0 import storage
 from dom0.clone.plan import ClonePlan, DiskStep, Method
-from dom0.control import paused_while
 from dom0.errors import Dom0Error
 from dom0.guest import identity
 from dom0.guest.editors import open_editor
 from dom0.hypervisor import Hypervisor
+from dom0.hypervisor.control import paused_while
 from dom0.image.layout import scan
 from dom0.image.osinspect import find_roots
 from dom0.image.source import open_image

@@ -12,13 +12,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from dom0 import storage
+from dom0.clone.definition import CloneChange, DiskRewrite, clone_definition, per_guest_path
 from dom0.clone.macs import fresh_macs, fresh_uuid
+from dom0.clone.screen import GUEST_NAME_HINT, valid_guest_name
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
 from dom0.guest.editors import EXT_TYPES
 from dom0.guest.identity import IdentityChange, check_request, plan_identity
 from dom0.hypervisor import Hypervisor
-from dom0.hypervisor.domclone import CloneChange, DiskRewrite, clone_definition, per_guest_path
-from dom0.hypervisor.domscreen import GUEST_NAME_HINT, valid_guest_name
 from dom0.image.layout import scan
 from dom0.image.osinspect import find_roots
 from dom0.image.source import open_image

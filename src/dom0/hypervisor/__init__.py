@@ -230,10 +230,10 @@ def choose_uri(
 def connect(choice: UriChoice) -> Hypervisor:
     """Open the hypervisor the URI names; HypervisorUnavailable when nothing answers."""
     if is_xl_uri(choice.uri):
-        from dom0.hypervisor.xl import XlHypervisor
+        from dom0.hypervisor.xl.backend import XlHypervisor
 
         return XlHypervisor.open(choice)
-    from dom0.hypervisor.libvirt import LibvirtHypervisor
+    from dom0.hypervisor.libvirt.backend import LibvirtHypervisor
 
     return LibvirtHypervisor.open(choice)
 

@@ -24,7 +24,6 @@ from dom0.errors import Dom0Error, GuestNotFound, GuestStateError
 from dom0.filedata import kind_of, open_regular
 from dom0.hypervisor import Hypervisor
 from dom0.model import Guest, GuestState, SaveFormat
-from dom0.saveimage import HEAD_BYTES, ImageHeader, StreamFixer, fixer_for, sniff
 from dom0.saves import codec, manifest
 from dom0.saves.codec import Compression
 from dom0.saves.fifo import (
@@ -37,6 +36,7 @@ from dom0.saves.fifo import (
     read_all,
     write_all,
 )
+from dom0.saves.formats import HEAD_BYTES, ImageHeader, StreamFixer, fixer_for, sniff
 from dom0.saves.manifest import Manifest
 
 Progress = Callable[[int], None]

@@ -6,10 +6,11 @@ import random
 import xml.etree.ElementTree as ET
 
 import pytest
+from unitkit import DATA
 
+from dom0.clone.definition import CloneChange, DiskRewrite, clone_xml, per_guest_path
 from dom0.clone.macs import KVM_PREFIX, XEN_PREFIX, new_macs
 from dom0.errors import Dom0Error, UsageError
-from dom0.hypervisor.domclone import CloneChange, DiskRewrite, clone_xml, per_guest_path
 
 SOURCE = """<domain type='kvm' id='7'>
   <name>web</name>
@@ -128,11 +129,10 @@ def test_new_macs_use_the_hypervisors_prefix_and_avoid_taken_ones() -> None:
 
 
 def test_an_xl_cfg_clone_changes_only_what_differs() -> None:
-    from pathlib import Path
 
-    from dom0.hypervisor.domclone import clone_definition
+    from dom0.clone.definition import clone_definition
 
-    text = (Path(__file__).resolve().parents[2] / "data/xen/cfg/build-pvh.cfg").read_text()
+    text = (DATA / "xen/cfg/build-pvh.cfg").read_text()
     change = CloneChange(
         name="build2",
         uuid="99999999-8888-4777-8666-555555555555",

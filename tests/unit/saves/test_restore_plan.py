@@ -21,11 +21,11 @@ import zstandard
 
 from dom0.errors import Dom0Error, GuestStateError
 from dom0.hypervisor import Hypervisor, UriChoice, connect
-from dom0.hypervisor.libvirt import LibvirtHypervisor
+from dom0.hypervisor.libvirt.backend import LibvirtHypervisor
 from dom0.model import SaveFormat
-from dom0.saveimage import qemu as qemusave
 from dom0.saves import codec, manifest
 from dom0.saves.codec import Compression
+from dom0.saves.formats import qemu as qemusave
 from dom0.saves.manifest import Manifest
 from dom0.saves.stream import plan_restore, restore_image
 

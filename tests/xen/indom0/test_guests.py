@@ -167,7 +167,7 @@ def _stream_save_and_restore(uri: str, g: LabGuest) -> None:
     """Save into a FIFO and restore from one through the Hypervisor protocol, as dom0 save/restore stream."""
     from dom0.hypervisor import UriChoice, connect
     from dom0.model import SaveFormat
-    from dom0.saveimage import HEAD_BYTES, fixer_for, sniff
+    from dom0.saves.formats import HEAD_BYTES, fixer_for, sniff
 
     fifo = WORK / f"{g.name}.stream"
     hv = connect(UriChoice(uri, "the Xen suite"))
@@ -222,7 +222,7 @@ def test_dom0_save_and_restore_cli_round_trip_a_guest(uri: str, pvh_guest: LabGu
 
     import zstandard
 
-    from dom0.saveimage import HEAD_BYTES, sniff
+    from dom0.saves.formats import HEAD_BYTES, sniff
 
     g = pvh_guest
     directory = WORK / f"{g.name}.saves"

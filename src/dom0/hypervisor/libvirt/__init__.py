@@ -1,0 +1,1 @@
+"""The libvirt backend (QEMU/KVM, Xen's libxl driver, the test driver): the only code that imports libvirt."""

@@ -1,0 +1,181 @@
+"""Old xm configs: read without running them, mapped like xl.cfg, and converted to xl.cfg with their comments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from unitkit import DATA
+
+from dom0.errors import UsageError
+from dom0.hypervisor.xl import config as xlcfg
+from dom0.hypervisor.xl import xmconfig as xmcfg
+from dom0.model import Boot, BootKind, Disk, DiskSource, GuestConfig, GuestType, Nic
+
+CFG = DATA / "xen" / "cfg"
+
+
+def test_legacy_pv_guest_maps_every_field() -> None:
+    config = xmcfg.guest_config(xmcfg.load(CFG / "legacy.xm"))
+    assert config == GuestConfig(
+        name="legacy",
+        type=GuestType.PV,
+        memory_mib=256,
+        max_memory_mib=256,
+        vcpus=1,
+        max_vcpus=1,
+        boot=Boot(
+            BootKind.KERNEL,
+            kernel="/boot/vmlinuz-2.6.18-6-xen-amd64",
+            initrd="/boot/initrd.img-2.6.18-6-xen-amd64",
+            cmdline="root=/dev/sda1 ro xencons=tty clocksource=jiffies",  # extra was 'a' + 'b'
+        ),
+        disks=(
+            Disk("sda1", DiskSource.BLOCK, "/dev/vg0/legacy-root", bus="scsi", format="raw"),
+            Disk("sda2", DiskSource.BLOCK, "/dev/vg0/legacy-swap", bus="scsi", format="raw"),
+            Disk("sda3", DiskSource.FILE, "/var/xen/legacy-data.img", bus="scsi", format="raw"),
+        ),
+        nics=(Nic("00:16:3e:00:aa:01", "bridge", source="xenbr1"),),
+        on_poweroff="destroy",
+        on_reboot="restart",
+        on_crash="restart",
+    )
+
+
+def test_hvm_guest_ignores_hvmloader_and_device_model() -> None:
+    config = xmcfg.guest_config(xmcfg.load(CFG / "oldhvm.xm"))
+    assert config.type == GuestType.HVM
+    assert config.boot == Boot(BootKind.FIRMWARE, devices=("cdrom", "hd"))
+    assert config.disks[1] == Disk(
+        "hdc", DiskSource.FILE, "/srv/iso/install.iso", device="cdrom", bus="ide", format="raw", readonly=True
+    )
+    assert config.nics == (Nic("", "bridge", source="xenbr0"),)
+
+
+def test_values_python_allows() -> None:
+    xm = xmcfg.parse(
+        '"""A docstring."""\n'
+        "name = 'a' 'b'\n"
+        "memory = 128 + 128\n"
+        "vcpus = +2\n"
+        "disk = ('phy:/dev/x,xvda,w',) + ['file:/y,xvdb,r']\n"
+        "acpi = True; pae = False; serial = None\n"
+        "name = 'ab'  # the last setting wins\n"
+        "bootargs = '--entry=xvda1:/boot/vmlinuz'\n"
+        "bootloader = '/usr/bin/pygrub'\n"
+    )
+    assert xm.values() == {
+        "name": "ab",
+        "memory": 256,
+        "vcpus": 2,
+        "disk": ("phy:/dev/x,xvda,w", "file:/y,xvdb,r"),
+        "acpi": True,
+        "pae": False,
+        "serial": None,
+        "bootargs": "--entry=xvda1:/boot/vmlinuz",
+        "bootloader": "/usr/bin/pygrub",
+    }
+    assert xm.lines()["name"] == 7
+    config = xmcfg.guest_config(xm)
+    assert config.boot == Boot(BootKind.BOOTLOADER, bootloader="/usr/bin/pygrub", cmdline="--entry=xvda1:/boot/vmlinuz")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("name = 'a'\nimport os\n", 2, "imports a module"),
+        ("name = 'a'\n\nmemory = int('256')\n", 3, "calls a function"),
+        ("base = '/boot'\nkernel = base + '/vmlinuz'\n", 2, "uses the name 'base'"),
+        ("arch = os.uname()[4]\n", 1, "calls a function"),
+        ("if True:\n    name = 'a'\n", 1, "If statement is not a setting"),
+        ("name = f'{1}'\n", 1, "JoinedStr"),
+        ("a = b = 1\n", 1, "only NAME = value"),
+        ("vif = {'mac': 'x'}\n", 1, "Dict"),
+        ("memory = 1 + 'a'\n", 1, "different kinds"),
+        ("name = 'a'\nmemory = 256 +\n", 2, "not valid Python"),
+        ("x[0] = 1\n", 1, "only NAME = value"),
+        ("def f():\n    pass\n", 1, "FunctionDef"),
+    ],
+)
+def test_anything_but_literal_settings_is_refused_naming_the_line(text: str, line: int, words: str) -> None:
+    with pytest.raises(UsageError) as e:
+        xmcfg.parse(text, "old.cfg")
+    assert str(e.value).startswith(f"old.cfg line {line}: "), str(e.value)
+    assert words in str(e.value)
+    assert "without running" in e.value.hint
+    assert e.value.exit_code == 2
+
+
+def test_the_sample_with_imports_is_refused_at_its_import() -> None:
+    with pytest.raises(UsageError, match=r"oldwin\.xm line 2: the config imports a module"):
+        xmcfg.load(CFG / "oldwin.xm")
+
+
+def test_nothing_in_the_config_is_ever_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    text = f"name = __import__('os').system('touch {marker}')\n"
+    with pytest.raises(UsageError, match="calls a function"):
+        xmcfg.parse(text)
+    assert not marker.exists()
+
+
+def test_xm_to_xl_keeps_comments_and_order_and_maps_the_same() -> None:
+    text = (CFG / "legacy.xm").read_text()
+    xl = xmcfg.xm_to_xl(text, "legacy.xm")
+    assert xl.startswith("#  -*- mode: python; -*-\n#====")
+    assert "# Network: one interface on the DMZ bridge\nvif = [" in xl
+    assert 'extra = "xencons=tty clocksource=jiffies"\n' in xl
+    assert "localtime = 0\n" in xl
+    assert "# dom0: serial left out: None means unset\n" in xl
+    assert '    "phy:vg0/legacy-root,sda1,w",\n' in xl
+    assert "# root\n" in xl  # a comment inside the disk list survives, just before it
+    doc = xlcfg.parse(xl)
+    assert doc.keys().index("kernel") < doc.keys().index("name") < doc.keys().index("on_crash")
+    assert xlcfg.guest_config(doc) == xmcfg.guest_config(xmcfg.parse(text))
+
+
+def test_xm_to_xl_of_an_hvm_config() -> None:
+    text = (CFG / "oldhvm.xm").read_text()
+    xl = xmcfg.xm_to_xl(text)
+    assert 'type = "hvm"\n' in xl
+    assert "builder" not in xl
+    assert "# dom0: kernel left out: xl loads hvmloader itself for HVM guests\n" in xl
+    assert "# dom0: device_model left out: xl runs its own device model\n" in xl
+    assert "pae = 1\nacpi = 1\napic = 1\n" in xl
+    assert xlcfg.guest_config(xlcfg.parse(xl)) == xmcfg.guest_config(xmcfg.parse(text))
+
+
+def test_xm_to_xl_trailing_comments_and_names_xl_cannot_take() -> None:
+    xl = xmcfg.xm_to_xl("name = 'a'   # the guest\nVNC = 1\nbootargs = '-q'\nx = 1.5\ny = 2.0")
+    assert xl == (
+        'name = "a"  # the guest\n# dom0: VNC is not a valid xl.cfg name\nbootloader_args = "-q"\nx = "1.5"\ny = 2\n'
+    )
+
+
+_SAMPLES = [(CFG / n).read_text() for n in ("legacy.xm", "oldhvm.xm", "oldwin.xm")]
+
+
+@st.composite
+def _mutations(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(_SAMPLES))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.text(max_size=4)) + text[at + draw(st.integers(0, 6)) :]
+    return text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_mutations(), st.binary(max_size=120).map(lambda b: b.decode("utf-8", "surrogateescape"))))
+def test_fuzzed_xm_configs_give_a_config_or_a_usage_error(text: str) -> None:
+    error: UsageError | None = None
+    try:
+        xm = xmcfg.parse(text)
+        xmcfg.guest_config(xm)
+        xmcfg.xm_to_xl(text)
+    except UsageError as e:
+        error = e
+    if error is not None:
+        assert "\n" not in error.message
+        assert error.hint
