@@ -15,7 +15,7 @@ from dom0.cli.table import render
 from dom0.errors import Dom0Error, UsageError
 from dom0.filedata import open_regular
 from dom0.humanize import size as size_iec
-from dom0.hypervisor import Hypervisor, PerThread
+from dom0.hypervisor import Hypervisor
 from dom0.model import Guest
 from dom0.saves import batch, codec, manifest, stream
 from dom0.saves.batch import Outcome
@@ -66,17 +66,8 @@ def cmd_save(args: argparse.Namespace) -> int:
             return 0
         _make_directory(directory)
         started = time.monotonic()
-        workers = PerThread(hv)
         with board(not args.json) as progress:
-
-            def one(plan: SavePlan) -> Manifest:
-                bar = progress.bar(plan.guest.name, plan.guest.memory_kib * 1024)
-                return stream.save_guest(workers.get(), plan, options, bar)
-
-            try:
-                outcomes = batch.run_all(plans, lambda p: p.guest.name, one, jobs)
-            finally:
-                workers.close()
+            outcomes = batch.save_all(hv, plans, options, jobs, progress.bar)
         return _report_saves(args, outcomes, directory, time.monotonic() - started)
 
 
@@ -197,37 +188,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return 0
     jobs = args.jobs or batch.default_jobs(paths[0].parent, len(paths), compressed=not any(map(_raw, paths)))
     with hypervisor(args) as hv:
-        workers = PerThread(hv)
         if args.dry_run:
-            try:
-                checked = batch.run_all(
-                    paths, _label, lambda p: stream.plan_restore(workers.get(), p, paused=args.paused), jobs
-                )
-            finally:
-                workers.close()
+            checked = batch.check_all(hv, paths, jobs, paused=args.paused)
             plans = [o.value for o in checked if o.value is not None]
             return _print_restore_plan(args, plans, [o for o in checked if not o.ok])
         started = time.monotonic()
         with board(not args.json) as progress:
-
-            def one(path: Path) -> Guest:
-                # Each image is checked whole (size, checksum, header) just before its own restore: the checks of
-                # the others overlap the hypervisor starting this one, and a refused image stops only itself.
-                worker = workers.get()
-                plan = stream.plan_restore(worker, path, paused=args.paused)
-                size = plan.record.stored_bytes if plan.record else plan.image.stat().st_size
-                return stream.restore_image(worker, plan, keep=args.keep, progress=progress.bar(plan.name, size))
-
-            try:
-                outcomes = batch.run_all(paths, _label, one, jobs)
-            finally:
-                workers.close()
+            outcomes = batch.restore_all(hv, paths, jobs, paused=args.paused, keep=args.keep, bar=progress.bar)
         return _report_restores(args, outcomes, time.monotonic() - started)
-
-
-def _label(path: Path) -> str:
-    """The guest an image or manifest path is named after."""
-    return path.name.removesuffix(manifest.SUFFIX) if path.name.endswith(manifest.SUFFIX) else path.name
 
 
 def _raw(path: Path) -> bool:

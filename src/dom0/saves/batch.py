@@ -1,4 +1,7 @@
-"""Many guests saved or restored at once: a bounded pool, one outcome per guest, no failure stopping the rest."""
+"""Many guests saved or restored at once: a bounded pool, one outcome per guest, no failure stopping the rest.
+
+`dom0 save`, `dom0 restore`, `dom0 host stop` and `dom0 host start` all run their guests through `run_each`.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,22 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from dom0.errors import Dom0Error
+from dom0.hypervisor import Hypervisor, PerThread
+from dom0.model import Guest
+from dom0.saves import manifest, stream
+from dom0.saves.manifest import Manifest
+from dom0.saves.stream import Progress, RestorePlan, SaveOptions, SavePlan
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# Hands out one progress callback per guest: its label and the bytes expected.
+BarFactory = Callable[[str, int], Progress]
+
+
+def no_bar(label: str, total: int) -> Progress:
+    """No progress shown."""
+    return lambda done: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +88,62 @@ def run_all(items: Sequence[T], name_of: Callable[[T], str], work: Callable[[T],
         return [one(item) for item in items]
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dom0-job") as pool:
         return list(pool.map(one, items))
+
+
+def run_each(
+    hv: Hypervisor, items: Sequence[T], name_of: Callable[[T], str], work: Callable[[Hypervisor, T], R], jobs: int
+) -> list[Outcome[R]]:
+    """`run_all`, each worker thread talking to the hypervisor through its own connection (`work`'s first argument).
+
+    The one worker loop behind save, restore, host stop and host start; the connections it opened are closed
+    however it ends (a failure, Ctrl-C).
+    """
+    workers = PerThread(hv)
+    try:
+        return run_all(items, name_of, lambda item: work(workers.get(), item), jobs)
+    finally:
+        workers.close()
+
+
+def save_all(
+    hv: Hypervisor, plans: Sequence[SavePlan], options: SaveOptions, jobs: int, bar: BarFactory = no_bar
+) -> list[Outcome[Manifest]]:
+    """Save the planned guests, `jobs` at a time, one progress bar each; one outcome per guest, in the plans' order."""
+
+    def one(worker: Hypervisor, plan: SavePlan) -> Manifest:
+        return stream.save_guest(worker, plan, options, bar(plan.guest.name, plan.guest.memory_kib * 1024))
+
+    return run_each(hv, plans, lambda p: p.guest.name, one, jobs)
+
+
+def restore_all(
+    hv: Hypervisor,
+    images: Sequence[Path | RestorePlan],
+    jobs: int,
+    *,
+    paused: bool = False,
+    keep: bool = False,
+    bar: BarFactory = no_bar,
+) -> list[Outcome[Guest]]:
+    """Restore images (paths, or plans already checked), `jobs` at a time, one progress bar each; in their order."""
+
+    def one(worker: Hypervisor, image: Path | RestorePlan) -> Guest:
+        # A path is checked whole (size, checksum, header) just before its own restore: the checks of the others
+        # overlap the hypervisor starting this one, and a refused image stops only itself.
+        plan = image if isinstance(image, RestorePlan) else stream.plan_restore(worker, image, paused=paused)
+        size = plan.record.stored_bytes if plan.record else plan.image.stat().st_size
+        return stream.restore_image(worker, plan, keep=keep, progress=bar(plan.name, size))
+
+    return run_each(hv, images, _name_of, one, jobs)
+
+
+def check_all(hv: Hypervisor, paths: Sequence[Path], jobs: int, *, paused: bool = False) -> list[Outcome[RestorePlan]]:
+    """Check every image as its restore would, `jobs` at a time, restoring nothing."""
+    return run_each(hv, paths, _name_of, lambda worker, p: stream.plan_restore(worker, p, paused=paused), jobs)
+
+
+def _name_of(image: Path | RestorePlan) -> str:
+    """The guest an image, manifest path or restore plan is named after."""
+    if isinstance(image, RestorePlan):
+        return image.name
+    return image.name.removesuffix(manifest.SUFFIX) if image.name.endswith(manifest.SUFFIX) else image.name

@@ -8,24 +8,18 @@ saved guest, then starts the guests marked to start at boot that are not running
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 from dom0.errors import Dom0Error, GuestNotFound
-from dom0.hypervisor import Hypervisor, PerThread
+from dom0.hypervisor import Hypervisor
 from dom0.model import Guest
 from dom0.saves import batch, manifest, stream
+from dom0.saves.batch import BarFactory, no_bar
 from dom0.saves.codec import Compression
 from dom0.saves.hostconfig import HostConfig, OnStop
 from dom0.saves.stream import RestorePlan, SaveOptions, SavePlan
-
-BarFactory = Callable[[str, int], Callable[[int], None]]
-
-
-def _no_bar(label: str, total: int) -> Callable[[int], None]:
-    return lambda done: None
 
 
 class Result(StrEnum):
@@ -97,22 +91,13 @@ def _save_options(config: HostConfig, jobs: int) -> SaveOptions:
 
 
 def apply_stop(
-    hv: Hypervisor, config: HostConfig, saves: list[SavePlan], steps: list[Step], bar: BarFactory = _no_bar
+    hv: Hypervisor, config: HostConfig, saves: list[SavePlan], steps: list[Step], bar: BarFactory = no_bar
 ) -> list[Step]:
     """Save in parallel, shut down the rest (and any guest whose save failed), wait; every guest's result."""
     config.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     jobs = _jobs(config, len(saves))
     options = _save_options(config, jobs)
-    workers = PerThread(hv)
-
-    def save(plan: SavePlan) -> Path:
-        stream.save_guest(workers.get(), plan, options, bar(plan.guest.name, plan.guest.memory_kib * 1024))
-        return plan.image
-
-    try:
-        outcomes = {o.name: o for o in batch.run_all(saves, lambda p: p.guest.name, save, jobs)}
-    finally:
-        workers.close()
+    outcomes = {o.name: o for o in batch.save_all(hv, saves, options, jobs, bar)}
     done: list[Step] = []
     to_shut: list[Step] = []
     for step in steps:
@@ -197,20 +182,11 @@ def plan_start(hv: Hypervisor, config: HostConfig, only: Sequence[str] = ()) -> 
 
 
 def apply_start(
-    hv: Hypervisor, config: HostConfig, plans: list[RestorePlan], steps: list[Step], bar: BarFactory = _no_bar
+    hv: Hypervisor, config: HostConfig, plans: list[RestorePlan], steps: list[Step], bar: BarFactory = no_bar
 ) -> list[Step]:
     """Restore in parallel, then start the autostart guests; every guest's result."""
     jobs = _jobs(config, len(plans))
-    workers = PerThread(hv)
-
-    def restore(plan: RestorePlan) -> Guest:
-        size = plan.record.stored_bytes if plan.record else plan.image.stat().st_size
-        return stream.restore_image(workers.get(), plan, progress=bar(plan.name, size))
-
-    try:
-        outcomes = {o.name: o for o in batch.run_all(plans, lambda p: p.name, restore, jobs)}
-    finally:
-        workers.close()
+    outcomes = {o.name: o for o in batch.restore_all(hv, plans, jobs, bar=bar)}
     results: list[Step] = []
     for step in steps:
         if step.result is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dom0.errors import Dom0Error
+from dom0.hypervisor import Hypervisor, UriChoice, connect
 from dom0.saves import batch
 
 
@@ -44,3 +45,33 @@ def test_default_jobs_never_exceed_the_guests(tmp_path: Path) -> None:
     raw = 2 if batch.rotational(tmp_path) else 2 * cores
     assert batch.default_jobs(tmp_path, 100, compressed=False) == raw
     assert batch.compressor_threads(1000) == 1
+
+
+def test_each_worker_has_its_own_connection_closed_afterwards() -> None:
+    hv = connect(UriChoice("test:///default", "the test driver"))
+    barrier = threading.Barrier(3, timeout=5)
+    used: list[Hypervisor] = []
+
+    def work(worker: Hypervisor, name: str) -> str:
+        barrier.wait()  # all three in flight together
+        used.append(worker)
+        return worker.guest("test").name
+
+    outcomes = batch.run_each(hv, ["a", "b", "c"], lambda n: n, work, 3)
+    assert [(o.name, o.value) for o in outcomes] == [("a", "test"), ("b", "test"), ("c", "test")]
+    assert len({id(w) for w in used}) == 3 and any(w is hv for w in used)
+    assert hv.guest("test").name == "test"  # the given connection stays open for the caller
+    for worker in (w for w in used if w is not hv):
+        with pytest.raises(Dom0Error):
+            worker.guests()  # the ones opened for the workers are closed
+
+
+def test_restore_all_reports_each_refused_image_under_its_guest(tmp_path: Path) -> None:
+    hv = connect(UriChoice("test:///default", "the test driver"))
+    (tmp_path / "web1").write_bytes(b"not a saved guest")
+    images = [tmp_path / "db1.manifest.json", tmp_path / "web1"]
+    outcomes = batch.restore_all(hv, images, 2)
+    assert [o.name for o in outcomes] == ["db1", "web1"]
+    assert not any(o.ok for o in outcomes)
+    assert "db1.manifest.json" in outcomes[0].error
+    assert hv.guest("test").state.is_active  # nothing else touched
