@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dom0 import humanize
-from dom0.cli.session import print_json
+from dom0.cli.session import image_options, print_json
 from dom0.cli.table import terminal_safe
 from dom0.image.layout import Filesystem, Layout, LogicalVolume, Partition
 from dom0.image.source import ImageSource
@@ -67,7 +67,7 @@ def _lv_json(lv: LogicalVolume) -> dict[str, Any]:
 
 
 def layout_json(path: str, kind: str, layout: Layout) -> dict[str, Any]:
-    """The issue's JSON keys for an image's layout (operating_systems is added by the caller)."""
+    """An image's layout as `image inspect --json` shows it (operating_systems is added by the caller)."""
     return {
         "path": path,
         "format": kind,
@@ -149,11 +149,6 @@ def _os_text(system: Any) -> list[str]:
         lines.append(f"    kernel {k.version}: {k.kernel}" + (f", initrd {k.initrd}" if k.initrd else ""))
     lines.extend(f"    {note}" for note in (*system.console.notes, *system.network.notes, *system.notes))
     return lines
-
-
-def image_options(args: argparse.Namespace) -> dict[str, Any]:
-    """open_image's keywords from the command line: --format and --backing-dir (declared for every image verb)."""
-    return {"format": getattr(args, "image_format", None), "backing_dirs": tuple(getattr(args, "backing_dirs", ()))}
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""What every command that talks to a hypervisor shares: choosing and opening the connection, JSON output."""
+"""What the commands share: opening the hypervisor, image options, JSON output, checking seconds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from dom0.errors import UsageError
 
@@ -27,6 +27,18 @@ def hypervisor(args: argparse.Namespace) -> Iterator[Hypervisor]:
         yield hv
     finally:
         hv.close()
+
+
+class ImageOptions(TypedDict):
+    """What an image's own header may not decide, as open_image takes it: its format, and where its bases lie."""
+
+    format: str | None
+    backing_dirs: tuple[str, ...]
+
+
+def image_options(args: argparse.Namespace) -> ImageOptions:
+    """--format and --backing-dir of an image verb (every `dom0 image` verb declares both)."""
+    return {"format": args.image_format, "backing_dirs": tuple(args.backing_dirs)}
 
 
 def print_json(value: Any) -> None:

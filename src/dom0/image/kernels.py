@@ -1,17 +1,13 @@
-"""Kernels installed in a guest's /boot: finding them, ordering them by version, and copying them out for dom0."""
+"""Kernels installed in a guest's /boot: finding them, ordering them by version, choosing one, and its root=.
+
+Copying one out for direct kernel boot is `image/bootcopy.py`.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import stat
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
 
-from dom0 import humanize
 from dom0.errors import Dom0Error
 from dom0.image.tree import GuestTree
 
@@ -34,10 +30,6 @@ _ROOT_DEVICE = re.compile(
     r"|(?:LABEL|PARTLABEL)=[A-Za-z0-9/_.:+-]+)\Z"  # Red Hat labelled its / "/"
 )
 
-# A kernel or initrd larger than this is not one (distribution initrds with every firmware stay well below
-# 256 MiB): a damaged or hostile image could otherwise fill the host's /boot directory.
-MAX_BOOT_FILE = 512 * 1024 * 1024
-
 
 @dataclass(frozen=True)
 class Kernel:
@@ -48,7 +40,7 @@ class Kernel:
     initrd: str | None
 
     def to_json(self) -> dict[str, str | None]:
-        """The issue's JSON shape: version, kernel, initrd."""
+        """The JSON shape `image inspect --json` shows for each kernel: version, kernel, initrd."""
         return {"version": self.version, "kernel": self.kernel, "initrd": self.initrd}
 
 
@@ -155,124 +147,3 @@ def choose_kernel(kernels: tuple[Kernel, ...], version: str | None) -> Kernel:
         f"no kernel {version} in the guest's /boot",
         "installed: " + ", ".join(k.version for k in kernels),
     )
-
-
-@dataclass(frozen=True)
-class CopyResult:
-    """One file copied out of the guest: where it came from and went, and whether the bytes changed."""
-
-    guest_path: str
-    host_path: Path
-    copied: bool
-
-
-def _too_big(guest_path: str, size: int) -> Dom0Error:
-    return Dom0Error(
-        f"{guest_path} in the guest is {humanize.size(size)}, more than the {humanize.size(MAX_BOOT_FILE)} a kernel "
-        "or initrd can be",
-        "the image may be damaged or not what it claims; look at the file yourself before copying it by hand",
-    )
-
-
-def _sha256(fh: BinaryIO, limit: int) -> str | None:
-    """The SHA-256 of what `fh` holds, or None when it holds more than `limit` bytes."""
-    digest = hashlib.sha256()
-    seen = 0
-    while chunk := fh.read(min(1 << 20, limit + 1 - seen)):
-        seen += len(chunk)
-        if seen > limit:
-            return None
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _digest_of_file(path: Path) -> tuple[int, str] | None:
-    """Size and SHA-256 of the regular file at `path` (not followed if a symlink); None if it is not one."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BOOT_FILE:
-            return None
-        digest = _sha256(fh, MAX_BOOT_FILE)
-        return None if digest is None else (st.st_size, digest)
-
-
-def check_target(path: Path, *, link: bool = False) -> None:
-    """Refuse to write `path` when something other than a file dom0 could have written there (a directory, a
-    FIFO, a device; for a link name, anything but a symlink or regular file) has that name."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise Dom0Error(f"cannot look at {path}: {exc.strerror}") from exc
-    if stat.S_ISREG(mode) or (link and stat.S_ISLNK(mode)):
-        return
-    what = "a directory" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-    raise Dom0Error(
-        f"{path} is {what}: dom0 would replace it with the guest's file",
-        "move it out of the way, or give -o another directory",
-    )
-
-
-def copy_out(tree: GuestTree, guest_path: str, dest_dir: Path, *, sync: bool) -> CopyResult:
-    """Copy a guest file into dest_dir under its own name, atomically (a temporary file renamed into place).
-
-    With `sync`, a file whose size and SHA-256 already match is left alone (copied=False).
-    """
-    target = dest_dir / guest_path.rsplit("/", 1)[-1]
-    check_target(target)
-    size = tree.size(guest_path)
-    if size > MAX_BOOT_FILE:
-        raise _too_big(guest_path, size)
-    if sync:
-        existing = _digest_of_file(target)
-        if existing is not None and existing[0] == size:
-            with tree.open(guest_path) as src:
-                if _sha256(src, MAX_BOOT_FILE) == existing[1]:
-                    return CopyResult(guest_path, target, copied=False)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=dest_dir)
-    except OSError as exc:
-        raise Dom0Error(f"cannot write in {dest_dir}: {exc.strerror}", "give -o a directory dom0 can write") from exc
-    try:
-        with os.fdopen(fd, "wb") as out, tree.open(guest_path) as src:
-            # Bounded by the cap, not by the size the guest's inode claims: a file that grows is not copied on.
-            copied = 0
-            while chunk := src.read(min(1 << 20, MAX_BOOT_FILE + 1 - copied)):
-                copied += len(chunk)
-                if copied > MAX_BOOT_FILE:
-                    raise _too_big(guest_path, copied)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise Dom0Error(f"cannot write {target}: {exc.strerror}", "check the -o directory") from exc
-        raise
-    return CopyResult(guest_path, target, copied=True)
-
-
-def point_link(link: Path, target_name: str) -> bool:
-    """Make `link` a symlink to `target_name` (a name in the same directory), atomically; True if it changed."""
-    try:
-        if os.readlink(link) == target_name:
-            return False
-    except OSError:
-        pass
-    check_target(link, link=True)
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    try:
-        tmp.unlink(missing_ok=True)
-        os.symlink(target_name, tmp)
-        os.replace(tmp, link)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise Dom0Error(f"cannot point {link} at {target_name}: {exc.strerror}", "check the -o directory") from exc
-    return True

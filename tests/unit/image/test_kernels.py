@@ -14,8 +14,9 @@ from unitkit import dom0
 
 from dom0 import run
 from dom0.errors import Dom0Error
-from dom0.image import kernels
-from dom0.image.kernels import MAX_BOOT_FILE, Kernel, choose_kernel, find_kernels
+from dom0.image import bootcopy
+from dom0.image.bootcopy import MAX_BOOT_FILE
+from dom0.image.kernels import Kernel, choose_kernel, find_kernels
 from dom0.image.tree import DirectoryTree
 
 MiB = 1024 * 1024
@@ -270,9 +271,9 @@ class _GrowingTree:
 
 
 def test_a_copy_stops_at_the_cap_whatever_the_size_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "MAX_BOOT_FILE", 1000)
+    monkeypatch.setattr(bootcopy, "MAX_BOOT_FILE", 1000)
     with pytest.raises(Dom0Error, match="more than the 1000 B a kernel or initrd can be"):
-        kernels.copy_out(_GrowingTree(), "/boot/vmlinuz-1", tmp_path, sync=False)  # type: ignore[arg-type]
+        bootcopy.copy_out(_GrowingTree(), "/boot/vmlinuz-1", tmp_path, sync=False)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
 
 
