@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dom0.cli.session import check_seconds, hypervisor, print_json
+from dom0.cli.session import attach_console, check_seconds, hypervisor, print_json
 from dom0.errors import Dom0Error, GuestNotFound, UsageError
 from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor import Hypervisor
@@ -46,9 +46,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         else:
             print(f"created {guest.name} (ID {guest.id}); it is gone once it stops (not defined)")
     if args.console:
-        from dom0.cli.console import attach
-
-        return attach(args, guest.uuid)
+        return attach_console(args, guest.uuid)
     return 0
 
 

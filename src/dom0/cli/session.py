@@ -41,6 +41,23 @@ def image_options(args: argparse.Namespace) -> ImageOptions:
     return {"format": args.image_format, "backing_dirs": tuple(args.backing_dirs)}
 
 
+def attach_console(args: argparse.Namespace, ref: str) -> int:
+    """This terminal on guest `ref`'s serial console until Ctrl-] or the guest stops (`console`, `create --console`)."""
+    from dom0.hypervisor.relay import attach
+
+    def connected(name: str) -> None:
+        sys.stdout.flush()
+        print(f"Connected to {name}'s console; Ctrl-] detaches", file=sys.stderr, flush=True)
+
+    with hypervisor(args) as hv:
+        end = attach(hv, ref, sys.stdin.fileno(), sys.stdout.fileno(), connected)
+    if end.detached:
+        print(f"\ndetached from {end.name}'s console; it keeps running", file=sys.stderr)
+    else:
+        print(f"\nthe console of {end.name} closed; the guest is now: {end.state}", file=sys.stderr)
+    return 0
+
+
 def print_json(value: Any) -> None:
     """Print one JSON document on stdout."""
     json.dump(value, sys.stdout, indent=2, sort_keys=False)
