@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dom0.errors import UsageError
-from dom0.guest import netconfig
+from dom0.guest import net
 from dom0.guest.editors import GuestEditor
-from dom0.guest.netconfig import NetConfig, Static
+from dom0.guest.net import NetConfig, Static
 from dom0.image.osinspect import OperatingSystem, parse_keyvals
 from dom0.image.tree import ResolvingTree
 
@@ -35,7 +35,6 @@ _LEASE_DIRS = (
     ("/var/lib/dhcpcd", (".lease", ".lease6")),
 )
 
-_SUSE = ("sles", "sled", "opensuse", "opensuse-leap", "opensuse-tumbleweed")
 _LOCALHOST = {"localhost", "localhost.localdomain", "localhost4", "localhost6", "ip6-localhost", "ip6-loopback"}
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
@@ -99,7 +98,7 @@ def _check(change: IdentityChange) -> tuple[Static | None, dict[str, str]]:
     macs: dict[str, str] = {}
     for old, new in change.macs:
         if old and new and old.lower() != new.lower():
-            macs[netconfig.check_mac(old)] = netconfig.check_mac(new)
+            macs[net.check_mac(old)] = net.check_mac(new)
     return static, macs
 
 
@@ -111,8 +110,8 @@ def _hostname_edits(tree: ResolvingTree, system: OperatingSystem, new: str) -> l
     old = system.hostname or ""
     because = f"hostname {old} -> {new}" if old else f"hostname {new}"
     edits: list[Edit] = []
-    suse = system.distro in _SUSE
-    network = netconfig.regular_text(tree, "/etc/sysconfig/network")
+    suse = system.distro in net.SUSE_DISTROS
+    network = net.regular_text(tree, "/etc/sysconfig/network")
     old_redhat = network is not None and "HOSTNAME" in parse_keyvals(network) and not tree.lexists("/etc/hostname")
     if tree.lexists("/etc/hostname") or not (suse or old_redhat):
         edits.append(_write("/etc/hostname", new + "\n", because))
@@ -121,11 +120,11 @@ def _hostname_edits(tree: ResolvingTree, system: OperatingSystem, new: str) -> l
     if network is not None and "HOSTNAME" in parse_keyvals(network):
         edited = re.sub(r"(?m)^(\s*HOSTNAME=)(['\"]?)[^'\"\s#]*(['\"]?)", rf"\g<1>\g<2>{new}\g<3>", network)
         edits.append(_write("/etc/sysconfig/network", edited, because))
-    gentoo = netconfig.regular_text(tree, "/etc/conf.d/hostname")
+    gentoo = net.regular_text(tree, "/etc/conf.d/hostname")
     if gentoo is not None and re.search(r"(?m)^\s*hostname=", gentoo):
         edited = re.sub(r"(?m)^(\s*hostname=)(['\"]?)[^'\"\s#]*(['\"]?)", rf"\g<1>\g<2>{new}\g<3>", gentoo)
         edits.append(_write("/etc/conf.d/hostname", edited, because))
-    hosts = _hosts(netconfig.regular_text(tree, "/etc/hosts", MAX_HOSTS_READ), old, new, system)
+    hosts = _hosts(net.regular_text(tree, "/etc/hosts", MAX_HOSTS_READ), old, new, system)
     if hosts is not None:
         edits.append(_write("/etc/hosts", hosts, f"{old or 'the old name'} -> {new} (localhost lines kept)"))
     return edits
@@ -166,7 +165,7 @@ def _hosts(text: str | None, old: str, new: str, system: OperatingSystem) -> str
 def _network_edits(
     tree: ResolvingTree, system: OperatingSystem, static: Static | None, macs: dict[str, str], planned: dict[str, str]
 ) -> list[Edit]:
-    configs = netconfig.find_configs(tree)
+    configs = net.find_configs(tree)
     texts: dict[str, str] = {c.path: c.text for c in configs}
     for path, text in planned.items():
         if path in texts or path == "/etc/sysconfig/network":
@@ -176,14 +175,14 @@ def _network_edits(
     first_old = next(iter(macs), "")
     first_new = macs.get(first_old, "")
     if static is not None:
-        target = netconfig.choose(configs, system, first_old)
+        target = net.choose(configs, system, first_old)
         if target is None:
-            target = netconfig.new_config(tree, system, static, first_new)
+            target = net.new_config(tree, system, static, first_new)
             modes[target.path] = target.mode
             texts[target.path] = target.text
             why[target.path] = [f"static {static.cidr} ({target.format}, new: the guest had no interface config)"]
         else:
-            edited = netconfig.set_static(target, static, first_old)
+            edited = net.set_static(target, static, first_old)
             assert edited is not None
             texts[target.path] = edited
             why[target.path] = [f"static {static.cidr}" + (f" via {static.gateway}" if static.gateway else "")]
@@ -192,7 +191,7 @@ def _network_edits(
     if macs:
         pairs = ", ".join(f"{o} -> {n}" for o, n in macs.items())
         for path, text in list(texts.items()):
-            swapped = netconfig.replace_macs(text, macs)
+            swapped = net.replace_macs(text, macs)
             if swapped != text:
                 texts[path] = swapped
                 why.setdefault(path, []).append(f"MAC {pairs}")
@@ -201,7 +200,7 @@ def _network_edits(
     original.update(planned)
     for path, text in texts.items():
         directory, _, name = path.rpartition("/")
-        renamed = f"{directory}/{netconfig.replace_macs(name, macs)}"
+        renamed = f"{directory}/{net.replace_macs(name, macs)}"
         reasons = "; ".join(why.get(path, ["updated"]))
         if renamed != path:
             # SUSE 10 names ifcfg files after the NIC's MAC (ifcfg-eth-id-MAC): the file moves with the MAC.
@@ -214,17 +213,17 @@ def _network_edits(
 
 def _gateway(tree: ResolvingTree, target: NetConfig, texts: dict[str, str], why: dict[str, list[str]], gw: str) -> None:
     """Red Hat and SUSE keep the default gateway apart from ifcfg in some releases: set it where it is kept."""
-    if target.format == netconfig.IFCFG and target.path in texts:
+    if target.format == net.IFCFG and target.path in texts:
         network_path = "/etc/sysconfig/network"
-        network = texts.get(network_path, netconfig.regular_text(tree, network_path))
-        ifcfg, network = netconfig.rhel_gateway(texts[target.path], network, gw)
+        network = texts.get(network_path, net.regular_text(tree, network_path))
+        ifcfg, network = net.rhel_gateway(texts[target.path], network, gw)
         texts[target.path] = ifcfg
-        if network is not None and network != texts.get(network_path, netconfig.regular_text(tree, network_path)):
+        if network is not None and network != texts.get(network_path, net.regular_text(tree, network_path)):
             texts[network_path] = network
             why.setdefault(network_path, []).append(f"default gateway {gw}")
-    elif target.format == netconfig.SUSE_IFCFG:
+    elif target.format == net.SUSE_IFCFG:
         routes_path = "/etc/sysconfig/network/routes"
-        texts[routes_path] = netconfig.suse_routes(netconfig.regular_text(tree, routes_path), gw)
+        texts[routes_path] = net.suse_routes(net.regular_text(tree, routes_path), gw)
         why.setdefault(routes_path, []).append(f"default gateway {gw}")
 
 
@@ -261,8 +260,8 @@ def _reset_edits(tree: ResolvingTree, system: OperatingSystem) -> list[Edit]:
             edits.append(Edit(f"/etc/ssh/{name}", "remove", why="SSH host keys are regenerated at first boot"))
     if keys:
         edits += _sshd_keygen(tree, system)
-    if _removable(tree, netconfig.PERSISTENT_NET_RULES):
-        edits.append(Edit(netconfig.PERSISTENT_NET_RULES, "remove", why="it ties eth0.. to the source's MACs"))
+    if _removable(tree, net.PERSISTENT_NET_RULES):
+        edits.append(Edit(net.PERSISTENT_NET_RULES, "remove", why="it ties eth0.. to the source's MACs"))
     for directory, suffixes in _LEASE_DIRS:
         for name in _names(tree, directory):
             path = f"{directory}/{name}"
@@ -280,7 +279,7 @@ def _sshd_keygen(tree: ResolvingTree, system: OperatingSystem) -> list[Edit]:
     if system.package_format != "deb" or tree.lexists("/etc/cloud/cloud.cfg") or tree.lexists(_SSH_UNIT):
         return []
     for vendor in ("/lib/systemd/system/ssh.service", "/usr/lib/systemd/system/ssh.service"):
-        text = netconfig.regular_text(tree, vendor)
+        text = net.regular_text(tree, vendor)
         if text is not None and tree.is_dir("/etc/systemd/system"):
             break
     else:

@@ -8,6 +8,9 @@ from pathlib import Path
 import ostrees
 import pytest
 
+from dom0.guest import DirectoryEditor, Edit, IdentityChange, apply_edits, plan_identity
+from dom0.image.osinspect import inspect_tree
+
 OLD_MAC = "52:54:00:6b:3c:58"
 NEW_MAC = "52:54:00:11:22:33"
 
@@ -186,3 +189,17 @@ def guest(tmp_path: Path) -> Callable[..., Path]:
         return tree.build(tmp_path / "guest")
 
     return build
+
+
+Build = Callable[..., Path]
+CHANGE = IdentityChange(hostname="web2", address="10.1.2.3/24", gateway="10.1.2.1", macs=((OLD_MAC, NEW_MAC),))
+
+
+def clone(root: Path, change: IdentityChange) -> list[Edit]:
+    """Plan `change` on the guest tree at `root` and apply it there, as `dom0 clone` does to the clone's disk."""
+    editor = DirectoryEditor(root)
+    system = inspect_tree(editor.tree)
+    assert system is not None
+    edits = plan_identity(editor.tree, system, change)
+    apply_edits(editor, edits)
+    return edits
