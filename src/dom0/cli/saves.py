@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from dom0.cli.progress import board
 from dom0.cli.session import hypervisor, print_json
 from dom0.cli.table import render
-from dom0.errors import Dom0Error, UsageError
-from dom0.filedata import open_regular
+from dom0.errors import UsageError
 from dom0.humanize import size as size_iec
-from dom0.hypervisor import Hypervisor
 from dom0.model import Guest
-from dom0.saves import batch, codec, manifest, stream
+from dom0.saves import batch, fifo, manifest
 from dom0.saves.batch import Outcome
 from dom0.saves.codec import Compression
-from dom0.saves.fifo import check_directory, sweep
 from dom0.saves.manifest import Manifest
-from dom0.saves.stream import RestorePlan, SaveOptions, SavePlan
+from dom0.saves.stream import RestorePlan
 
 
 def _check_jobs(args: argparse.Namespace) -> None:
@@ -41,58 +37,33 @@ def _check_arguments(args: argparse.Namespace) -> tuple[Compression, int]:
     return kind, kind.check_level(args.level if args.level is not None else kind.default_level)
 
 
-def _targets(args: argparse.Namespace, hv: Hypervisor) -> list[Guest]:
-    if args.all:
-        return [g for g in hv.guests() if g.state.is_active]
-    return [hv.guest(ref) for ref in args.guests]
-
-
 def cmd_save(args: argparse.Namespace) -> int:
     """Save guests' memory to compressed images; they stop once their image is on disk."""
     directory = Path(args.dir)
     kind, level = _check_arguments(args)
     sweep_leftovers(directory, args.dry_run)
     with hypervisor(args) as hv:
-        guests = _targets(args, hv)
-        target = directory if directory.is_dir() else directory.parent
-        jobs = args.jobs or batch.default_jobs(target, len(guests), compressed=kind is not Compression.NONE)
-        options = SaveOptions(directory, kind, level, batch.compressor_threads(jobs), args.replace)
-        # Planned first, so a guest or driver that cannot be saved is refused before anything is created.
-        plans = [stream.plan_save(hv, g, options) for g in guests]
+        refs = None if args.all else args.guests
+        planned = batch.plan_saves(hv, refs, directory, kind, level, jobs=args.jobs, replace=args.replace)
         if args.dry_run:
-            return _print_save_plan(args, plans, options, jobs)
-        if not plans:
+            return _print_save_plan(args, planned)
+        if not planned.plans:
             print("no running guests to save")
             return 0
-        _make_directory(directory)
         started = time.monotonic()
         with board(not args.json) as progress:
-            outcomes = batch.save_all(hv, plans, options, jobs, progress.bar)
+            outcomes = batch.save_all(hv, planned.plans, planned.options, planned.jobs, progress.bar)
         return _report_saves(args, outcomes, directory, time.monotonic() - started)
 
 
-def _make_directory(directory: Path) -> None:
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise Dom0Error(f"cannot create {directory}: {exc.strerror}", "give a writable directory with -d") from exc
-
-
 def sweep_leftovers(directory: Path, dry_run: bool) -> None:
-    """Finish or clear what interrupted runs left in `directory`, saying so; call it before connecting.
-
-    A hypervisor such a run left waiting on its FIFO holds its guests' locks, so listing them would hang.
-    """
-    if not directory.is_dir():
-        return
-    check_directory(directory)  # a dry run says so too
-    if dry_run:
-        return
-    for note in sweep(directory):
+    """Finish or clear what interrupted runs left in `directory`, saying so on stderr; before connecting."""
+    for note in fifo.sweep_leftovers(directory, dry_run=dry_run):
         print(f"dom0: {note}", file=sys.stderr)
 
 
-def _print_save_plan(args: argparse.Namespace, plans: list[SavePlan], options: SaveOptions, jobs: int) -> int:
+def _print_save_plan(args: argparse.Namespace, planned: batch.SaveBatch) -> int:
+    plans, options, jobs = planned.plans, planned.options, planned.jobs
     how = f"{options.compression} level {options.level}" if options.compression is not Compression.NONE else "raw"
     if args.json:
         print_json(
@@ -143,8 +114,7 @@ def _report_saves(args: argparse.Namespace, outcomes: list[Outcome[Manifest]], d
     if rows:
         print(render(("Guest", "Was", "Raw", "Stored", "Ratio", "Image"), rows, right=(2, 3, 4)))
         print(f"saved {len(rows)} guest(s) into {directory} in {seconds:.1f} s")
-    for o in failed:
-        print(f"dom0: error: {o.error}" + (f"\n  hint: {o.hint}" if o.hint else ""), file=_stderr())
+    _print_errors(failed)
     return 1 if failed else 0
 
 
@@ -161,8 +131,10 @@ def _save_json(o: Outcome[Manifest], directory: Path) -> dict[str, Any]:
     }
 
 
-def _stderr() -> TextIO:
-    return sys.stderr
+def _print_errors(outcomes: list[Outcome[Any]]) -> None:
+    """Each failed guest's error and hint, as a failing command prints its own."""
+    for o in outcomes:
+        print(f"dom0: error: {o.error}" + (f"\n  hint: {o.hint}" if o.hint else ""), file=sys.stderr)
 
 
 # -- restore --------------------------------------------------------------------------------------------------
@@ -186,7 +158,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not paths:
         print(f"no saved guests in {args.all}")
         return 0
-    jobs = args.jobs or batch.default_jobs(paths[0].parent, len(paths), compressed=not any(map(_raw, paths)))
+    jobs = args.jobs or batch.restore_jobs(paths)
     with hypervisor(args) as hv:
         if args.dry_run:
             checked = batch.check_all(hv, paths, jobs, paused=args.paused)
@@ -196,17 +168,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
         with board(not args.json) as progress:
             outcomes = batch.restore_all(hv, paths, jobs, paused=args.paused, keep=args.keep, bar=progress.bar)
         return _report_restores(args, outcomes, time.monotonic() - started)
-
-
-def _raw(path: Path) -> bool:
-    """Whether `path` names an uncompressed image (a bare hypervisor image, or a manifest of one)."""
-    try:
-        if path.name.endswith(manifest.SUFFIX):
-            return manifest.read(path).compression is Compression.NONE
-        with os.fdopen(open_regular(path), "rb") as f:  # a FIFO or device given as an image hangs nothing
-            return codec.detect(f.read(8)) is Compression.NONE
-    except (Dom0Error, OSError):
-        return False  # its check refuses it, with the reason
 
 
 def _print_restore_plan(args: argparse.Namespace, plans: list[RestorePlan], refused: list[Outcome[RestorePlan]]) -> int:
@@ -223,8 +184,7 @@ def _print_restore_plan(args: argparse.Namespace, plans: list[RestorePlan], refu
         print(f"would restore {len(plans)} guest(s):")
         rows = [(p.name, p.image.name, "paused" if p.paused else "running") for p in plans]
         print(render(("Guest", "Image", "Comes back"), rows))
-    for o in refused:
-        print(f"dom0: error: {o.error}" + (f"\n  hint: {o.hint}" if o.hint else ""), file=_stderr())
+    _print_errors(refused)
     return 1 if refused else 0
 
 
@@ -244,6 +204,5 @@ def _report_restores(args: argparse.Namespace, outcomes: list[Outcome[Any]], sec
         print(render(("Guest", "ID", "State"), [(g.name, g.id, str(g.state)) for g in done]))
         kept = " (images kept)" if args.keep else ""
         print(f"restored {len(done)} guest(s) in {seconds:.1f} s{kept}")
-    for o in failed:
-        print(f"dom0: error: {o.error}" + (f"\n  hint: {o.hint}" if o.hint else ""), file=_stderr())
+    _print_errors(failed)
     return 1 if failed else 0

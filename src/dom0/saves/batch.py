@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from dom0.errors import Dom0Error
+from dom0.filedata import open_regular
 from dom0.hypervisor import Hypervisor, PerThread
 from dom0.model import Guest
-from dom0.saves import manifest, stream
+from dom0.saves import codec, manifest, stream
+from dom0.saves.codec import Compression
 from dom0.saves.manifest import Manifest
 from dom0.saves.stream import Progress, RestorePlan, SaveOptions, SavePlan
 
@@ -90,6 +92,61 @@ def run_all(items: Sequence[T], name_of: Callable[[T], str], work: Callable[[T],
         return list(pool.map(one, items))
 
 
+@dataclass(frozen=True, slots=True)
+class SaveBatch:
+    """The guests `save_all` would save, planned and checked, and how many at a time."""
+
+    plans: tuple[SavePlan, ...]
+    options: SaveOptions
+    jobs: int
+
+
+def plan_saves(
+    hv: Hypervisor,
+    refs: Sequence[str] | None,
+    directory: Path,
+    compression: Compression,
+    level: int,
+    *,
+    jobs: int | None = None,
+    replace: bool = False,
+) -> SaveBatch:
+    """Plan saving the guests `refs` names (every running guest when None) into `directory`, changing nothing.
+
+    Every guest is planned before anything is created, so a guest or driver that cannot be saved is refused
+    first (Dom0Error). `jobs` None chooses `default_jobs`.
+    """
+    guests = [g for g in hv.guests() if g.state.is_active] if refs is None else [hv.guest(ref) for ref in refs]
+    target = directory if directory.is_dir() else directory.parent
+    jobs = jobs or default_jobs(target, len(guests), compressed=compression is not Compression.NONE)
+    options = SaveOptions(directory, compression, level, compressor_threads(jobs), replace)
+    return SaveBatch(tuple(stream.plan_save(hv, g, options) for g in guests), options, jobs)
+
+
+def restore_jobs(images: Sequence[Path]) -> int:
+    """`default_jobs` for restoring `images` (raw ones when none is compressed); at least one image."""
+    return default_jobs(images[0].parent, len(images), compressed=not any(map(_raw, images)))
+
+
+def _raw(path: Path) -> bool:
+    """Whether `path` names an uncompressed image (a bare hypervisor image, or a manifest of one)."""
+    try:
+        if path.name.endswith(manifest.SUFFIX):
+            return manifest.read(path).compression is Compression.NONE
+        with os.fdopen(open_regular(path), "rb") as f:  # a FIFO or device given as an image hangs nothing
+            return codec.detect(f.read(8)) is Compression.NONE
+    except (Dom0Error, OSError):
+        return False  # its check refuses it, with the reason
+
+
+def make_directory(directory: Path) -> None:
+    """Create the save directory (only its owner may enter it), or Dom0Error saying why not."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Dom0Error(f"cannot create {directory}: {exc.strerror}", "give a writable directory with -d") from exc
+
+
 def run_each(
     hv: Hypervisor, items: Sequence[T], name_of: Callable[[T], str], work: Callable[[Hypervisor, T], R], jobs: int
 ) -> list[Outcome[R]]:
@@ -108,7 +165,9 @@ def run_each(
 def save_all(
     hv: Hypervisor, plans: Sequence[SavePlan], options: SaveOptions, jobs: int, bar: BarFactory = no_bar
 ) -> list[Outcome[Manifest]]:
-    """Save the planned guests, `jobs` at a time, one progress bar each; one outcome per guest, in the plans' order."""
+    """Save the planned guests into `options.directory` (created if need be), `jobs` at a time, one progress bar
+    each; one outcome per guest, in the plans' order."""
+    make_directory(options.directory)
 
     def one(worker: Hypervisor, plan: SavePlan) -> Manifest:
         return stream.save_guest(worker, plan, options, bar(plan.guest.name, plan.guest.memory_kib * 1024))

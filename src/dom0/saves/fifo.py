@@ -271,6 +271,18 @@ def sweep(directory: Path) -> list[str]:
     return [note for note in notes if note]
 
 
+def sweep_leftovers(directory: Path, *, dry_run: bool) -> list[str]:
+    """`sweep` for the directory a save, restore or host stop/start is about to use (a dry run only checks it).
+
+    Called before connecting: a hypervisor an interrupted run left waiting on its FIFO holds its guests' locks,
+    so listing them would hang.
+    """
+    if not directory.is_dir():
+        return []
+    check_directory(directory)  # a dry run says so too
+    return [] if dry_run else sweep(directory)
+
+
 def _sweep_one(home: int, dev: int, name: str) -> str:
     try:
         st = os.stat(name, dir_fd=home, follow_symlinks=False)

@@ -94,7 +94,6 @@ def apply_stop(
     hv: Hypervisor, config: HostConfig, saves: list[SavePlan], steps: list[Step], bar: BarFactory = no_bar
 ) -> list[Step]:
     """Save in parallel, shut down the rest (and any guest whose save failed), wait; every guest's result."""
-    config.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     jobs = _jobs(config, len(saves))
     options = _save_options(config, jobs)
     outcomes = {o.name: o for o in batch.save_all(hv, saves, options, jobs, bar)}

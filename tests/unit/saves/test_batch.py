@@ -59,7 +59,8 @@ def test_each_worker_has_its_own_connection_closed_afterwards() -> None:
 
     outcomes = batch.run_each(hv, ["a", "b", "c"], lambda n: n, work, 3)
     assert [(o.name, o.value) for o in outcomes] == [("a", "test"), ("b", "test"), ("c", "test")]
-    assert len({id(w) for w in used}) == 3 and any(w is hv for w in used)
+    assert len({id(w) for w in used}) == 3
+    assert any(w is hv for w in used)
     assert hv.guest("test").name == "test"  # the given connection stays open for the caller
     for worker in (w for w in used if w is not hv):
         with pytest.raises(Dom0Error):
