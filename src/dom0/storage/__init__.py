@@ -39,9 +39,7 @@ from dom0.storage.base import (
     Volume,
     VolumeKind,
     create_file,
-    probe,
     reflink_supported,
-    remove_created,
 )
 from dom0.storage.files import reflink_copy, sparse_copy
 from dom0.storage.lvm import (
@@ -57,6 +55,7 @@ from dom0.storage.lvm import (
 )
 from dom0.storage.qcow2 import full_copy, overlay, raw_view
 from dom0.storage.swap import SwapIdentity, make_swap, swap_identity
+from dom0.storage.volumes import probe, remove_created
 
 __all__ = [
     "FICLONE",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import stat
 import sys
@@ -14,17 +13,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from dom0 import run
-from dom0.errors import CommandError, Dom0Error
+from dom0.errors import Dom0Error
 
 Progress = Callable[[int], None]
+
+
+def no_progress(_done: int) -> None:
+    """The progress callback of a caller that shows none."""
+
 
 # FICLONE = _IOW(0x94, 9, int): share all of the source's extents with the destination (btrfs, XFS, bcachefs).
 FICLONE = 0x40049409
 # FS_IOC_GETVERSION = _IOR('v', 1, long): the inode's generation, new each time an inode number is reused.
 FS_IOC_GETVERSION = 0x80087601
-
-SUPPORTED_FORMATS = ("raw", "qcow2")
 
 
 class VolumeKind(StrEnum):
@@ -73,81 +74,6 @@ class Created:
 
     def __str__(self) -> str:
         return f"LV {self.vg}/{self.lv}" if self.kind is CreatedKind.LV else str(self.path)
-
-
-def _qemu_img_info(path: Path, format: str) -> list[dict[str, object]]:
-    """qemu-img's view of the image and of each image in its backing chain, the image first."""
-    cmd = ["qemu-img", "info", "--output=json", "--backing-chain", "-U"]
-    if format:
-        cmd += ["-f", format]
-    try:
-        out = run.output([*cmd, str(path)], timeout=60)
-    except CommandError as exc:
-        raise Dom0Error(f"cannot read {path} as a disk image: {exc.message}", "check it with qemu-img info") from exc
-    try:
-        info = json.loads(out)
-    except json.JSONDecodeError as exc:
-        raise Dom0Error(f"qemu-img info {path}: unreadable answer", "check the qemu-utils installation") from exc
-    if not isinstance(info, list) or not info or not all(isinstance(i, dict) for i in info):
-        raise Dom0Error(f"qemu-img info {path}: unexpected answer", "check the qemu-utils installation")
-    return info
-
-
-def probe(path: Path, format: str = "") -> Volume:
-    """What `path` is: a file, a block device or an LVM LV, its format and sizes.
-
-    Give `format` when it is known (the guest definition says it): without it qemu-img guesses from the content,
-    and a raw disk whose guest wrote a qcow2 header into it would be read as qcow2 with a backing file of the
-    guest's choosing. Images in use by a running guest are read with qemu-img's force-share (-U).
-    """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError as exc:
-        raise Dom0Error(f"{path}: no such file or device", "check the disk path in the guest definition") from exc
-    except OSError as exc:
-        raise Dom0Error(f"cannot read {path}: {exc.strerror}", "run dom0 as root") from exc
-    if stat.S_ISREG(st.st_mode):
-        kind = VolumeKind.FILE
-    elif stat.S_ISBLK(st.st_mode):
-        kind = VolumeKind.BLOCK
-    else:
-        raise Dom0Error(f"{path} is not a disk image (not a file or block device)", "give an image file or a device")
-    chain = _qemu_img_info(path, format)
-    info = chain[0]
-    # The chain of a disk the guest definition names is the one the hypervisor opens: the administrator's setup,
-    # so dom0's reader may follow the qcow2 headers there (and nowhere else, see dom0.image.source).
-    chain_dirs = tuple(sorted({os.path.dirname(os.path.abspath(str(i.get("filename", "")))) for i in chain[1:]}))
-    fmt = str(info.get("format", ""))
-    if fmt not in SUPPORTED_FORMATS:
-        raise Dom0Error(
-            f"{path}: disk format {fmt or 'unknown'} is not supported for cloning",
-            f"convert it first: qemu-img convert -O qcow2 {path} NEW.qcow2",
-        )
-    size = int(str(info.get("virtual-size", 0)))
-    if fmt == "raw" and kind is VolumeKind.FILE:
-        size = st.st_size  # qemu-img rounds up to whole sectors; a copy is byte for byte
-    allocated = int(str(info.get("actual-size", 0)))
-    backing = str(info.get("full-backing-filename") or info.get("backing-filename") or "")
-    if kind is VolumeKind.FILE:
-        return Volume(Path(path), kind, size, fmt, backing=backing, allocated_bytes=allocated, chain_dirs=chain_dirs)
-    from dom0.storage import lvm
-
-    lv = lvm.lv_of_device(Path(path))
-    if lv is None:
-        return Volume(Path(path), kind, size, fmt, backing=backing, allocated_bytes=size, chain_dirs=chain_dirs)
-    return Volume(
-        Path(path),
-        VolumeKind.LV,
-        size,
-        fmt,
-        vg=lv.vg,
-        lv=lv.name,
-        backing=backing,
-        allocated_bytes=lv.size_bytes,
-        lv_uuid=lv.uuid,
-        segtype=lv.segtype,
-        chain_dirs=chain_dirs,
-    )
 
 
 def reflink_supported(directory: Path) -> bool:
@@ -236,23 +162,15 @@ def create_file(path: Path, size_bytes: int = 0) -> Created:
         os.ftruncate(fd, size_bytes)
     except OSError as exc:
         os.close(fd)
-        remove_created(created)
+        remove_file(created)
         raise Dom0Error(f"cannot size {path}: {exc.strerror}", "check free space in its directory") from exc
     os.close(fd)
     return created
 
 
-def remove_created(c: Created) -> None:
-    """Remove exactly what `c` records: a file only while it is the same inode, an LV only while its UUID matches.
-
-    Something already gone is fine (rollback may run twice); something else in its place is left alone and
-    reported as a Dom0Error.
-    """
-    if c.kind is CreatedKind.LV:
-        from dom0.storage import lvm
-
-        lvm.remove_lv(c)
-        return
+def remove_file(c: Created) -> None:
+    """Remove the file `c` records, only while it is the same inode; already gone is fine (rollback may run twice),
+    something else in its place is left alone and reported as a Dom0Error."""
     same = same_file(c)
     if same is None:
         return

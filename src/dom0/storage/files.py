@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dom0.errors import Dom0Error
-from dom0.storage.base import FICLONE, Created, Progress, create_exclusive, created_file, remove_created
+from dom0.storage.base import FICLONE, Created, Progress, create_exclusive, created_file, no_progress, remove_file
 
 CHUNK = 64 << 20
 # Read/write fallback granularity: all-zero blocks of this size are left as holes in the new file.
@@ -22,10 +22,6 @@ BLOCK = 1 << 20
 _ZEROS = bytes(BLOCK)
 
 _REFLINK_UNSUPPORTED = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.ENOSYS)
-
-
-def _quiet(_done: int) -> None:
-    pass
 
 
 def _open_source(src: Path) -> int:
@@ -39,7 +35,7 @@ def _open_source(src: Path) -> int:
 
 def _abandon(created: Created, fd: int) -> None:
     os.close(fd)
-    remove_created(created)
+    remove_file(created)
 
 
 def reflink_copy(src: Path, dst: Path) -> Created:
@@ -133,7 +129,7 @@ def _copy_range(fds: tuple[int, int], span: tuple[int, int], progress: Progress,
     return fast
 
 
-def sparse_copy(src: Path, dst: Path, progress: Progress = _quiet) -> Created:
+def sparse_copy(src: Path, dst: Path, progress: Progress = no_progress) -> Created:
     """Copy `src` (a file or block device) to a new file `dst` of the same size; holes in `src` stay holes.
 
     Data ranges go through copy_file_range (the kernel copies, or shares extents where it can); where that is

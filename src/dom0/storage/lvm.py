@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error
-from dom0.storage.base import Created, CreatedKind, Progress, Volume, VolumeKind
+from dom0.storage.base import Created, CreatedKind, Progress, Volume, VolumeKind, no_progress
 from dom0.storage.files import data_ranges
 
 MiB = 1 << 20
@@ -34,10 +34,6 @@ LV_FIELDS = "lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_path,origin,snap_percent
 VG_FIELDS = "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_free_count"
 # What lvcreate accepts as a name, minus a leading '-' (which would read as an option).
 _NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}")
-
-
-def _quiet(_done: int) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -338,7 +334,9 @@ def _open_target(dst: Path, size: int) -> tuple[int, bool]:
     return fd, block
 
 
-def copy_to_lv(src: Path, dst: Path, size: int, progress: Progress = _quiet, *, dst_reads_zero: bool = False) -> None:
+def copy_to_lv(
+    src: Path, dst: Path, size: int, progress: Progress = no_progress, *, dst_reads_zero: bool = False
+) -> None:
     """Copy the first `size` bytes of `src` onto the existing device `dst` (an LV), block by block.
 
     Zeros are only skipped where `dst_reads_zero` says the target already reads as zeros (a new thin LV); on any

@@ -20,21 +20,10 @@ from pathlib import Path
 
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error
-from dom0.storage.base import Created, Progress, create_exclusive, created_file, probe, remove_created, same_file
+from dom0.storage.base import Created, Progress, create_file, no_progress, remove_file, same_file
+from dom0.storage.volumes import probe
 
 POLL_SECONDS = 0.25
-
-
-def _quiet(_done: int) -> None:
-    pass
-
-
-def _new_file(dst: Path) -> Created:
-    fd = create_exclusive(dst)
-    try:
-        return created_file(dst, fd)
-    finally:
-        os.close(fd)
 
 
 def _still_ours(created: Created) -> None:
@@ -49,13 +38,13 @@ def overlay(base: Path, dst: Path, base_format: str) -> Created:
     """
     if base_format not in ("raw", "qcow2"):
         raise Dom0Error(f"{base}: cannot put an overlay on format {base_format or 'unknown'}", "use --mode copy")
-    created = _new_file(dst)
+    created = create_file(dst)
     cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.abspath(base), "-F", base_format, str(dst)]
     try:
         run.run(cmd, timeout=120)
         _still_ours(created)
     except CommandError as exc:
-        remove_created(created)
+        remove_file(created)
         raise Dom0Error(
             f"cannot create the overlay {dst}: {exc.message}", "check the base image with qemu-img"
         ) from exc
@@ -78,7 +67,7 @@ def _allocated(path: Path) -> int:
 def full_copy(
     src: Path,
     dst: Path,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     *,
     src_format: str = "",
     dst_format: str = "",
@@ -91,7 +80,7 @@ def full_copy(
     """
     vol = probe(src, src_format)
     out_format = dst_format or vol.format
-    created = _new_file(dst)
+    created = create_file(dst)
     cmd = ["qemu-img", "convert", "-U", "-f", vol.format, "-O", out_format, "-W", "-m", "4", str(src), str(dst)]
     failure: list[BaseException] = []
 
@@ -110,10 +99,10 @@ def full_copy(
             progress(_estimate(vol.size_bytes, vol.allocated_bytes, _allocated(dst)))
     except BaseException:
         worker.join()
-        remove_created(created)
+        remove_file(created)
         raise
     if failure:
-        remove_created(created)
+        remove_file(created)
         exc = failure[0]
         if isinstance(exc, CommandError):
             raise Dom0Error(f"copying {src} to {dst} failed: {exc.message}", "check free space and the source") from exc
@@ -126,7 +115,7 @@ def full_copy(
         finally:
             os.close(fd)
     except OSError as exc:
-        remove_created(created)
+        remove_file(created)
         raise Dom0Error(f"copying {src} to {dst} failed: {exc.strerror}", "check the destination") from exc
     progress(vol.size_bytes)
     return created

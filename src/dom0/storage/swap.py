@@ -15,7 +15,7 @@ from dom0 import run
 from dom0.errors import CommandError, Dom0Error
 from dom0.image.probe import probe as probe_superblock
 from dom0.image.source import open_image
-from dom0.storage.base import Created, create_exclusive, created_file, remove_created
+from dom0.storage.base import Created, create_exclusive, created_file, remove_file
 
 LABEL_MAX = 16  # bytes in the swap header
 
@@ -108,6 +108,6 @@ def make_swap(target: Path, size_bytes: int, uuid: str, label: str) -> Created |
             os.close(fd)
         _mkswap(target, uuid, label)
     except (OSError, CommandError) as exc:
-        remove_created(created)
+        remove_file(created)
         raise Dom0Error(f"cannot make swap file {target}: {exc}", "check free space in its directory") from exc
     return created

@@ -28,8 +28,8 @@ from dom0.errors import (
     HypervisorUnavailable,
 )
 from dom0.filedata import read_regular
-from dom0.hypervisor import Console, LogText, UriChoice, guest_id, read_log_tail
 from dom0.hypervisor.libvirt import domxml
+from dom0.hypervisor.protocol import Console, LogText, UriChoice, guest_id, read_log_tail
 from dom0.model import (
     DiskCounters,
     Guest,

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error, GuestNotFound, GuestStateError, HypervisorUnavailable
 from dom0.filedata import DEFINITION_LIMIT, read_regular
-from dom0.hypervisor import LogText, UriChoice, guest_id, read_log_tail
+from dom0.hypervisor.protocol import LogText, UriChoice, guest_id, read_log_tail
 from dom0.hypervisor.xl import config as xlcfg
 from dom0.hypervisor.xl import parse as xlparse
 from dom0.hypervisor.xl.parse import DomainConfig, ListRow, TopDomain

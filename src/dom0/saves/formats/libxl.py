@@ -16,7 +16,7 @@ import struct
 
 from dom0.errors import Dom0Error
 from dom0.model import SaveFormat
-from dom0.saves.formats import ImageHeader
+from dom0.saves.formats.header import ImageHeader
 from dom0.saves.formats.qemu import identity_from_xml
 
 MAGIC = b"libvirt-xml\n \0 \r"

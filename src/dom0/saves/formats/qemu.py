@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 from dom0.errors import Dom0Error
 from dom0.model import SaveFormat
-from dom0.saves.formats import ImageHeader
+from dom0.saves.formats.header import ImageHeader
 
 MAGIC = b"LibvirtQemudSave"
 PARTIAL = b"LibvirtQemudPart"

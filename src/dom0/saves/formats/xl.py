@@ -20,7 +20,7 @@ from typing import Any
 
 from dom0.errors import Dom0Error
 from dom0.model import SaveFormat
-from dom0.saves.formats import ImageHeader
+from dom0.saves.formats.header import ImageHeader
 
 MAGIC = b"Xen saved domain, xl format\n \0 \r"
 BYTEORDER = 0x01020304
