@@ -145,7 +145,7 @@ def _add_clone(command: Callable[[str, str, str], argparse.ArgumentParser]) -> N
     p.add_argument("source", metavar="SOURCE", help="the guest to copy")
     p.add_argument("new", metavar="NEW", help="the clone's name")
     p.add_argument("--hostname", metavar="H", help="the clone's hostname (written inside its filesystem)")
-    p.add_argument("--ip", metavar="ADDR/PREFIX", help="the clone's static address, in the guest's own config format")
+    p.add_argument("--ip", metavar="ADDR/PREFIX", help="the clone's static IPv4 address, in the guest's own format")
     p.add_argument("--gateway", metavar="GW", help="its default gateway (with --ip)")
     p.add_argument("--mac", action="append", metavar="auto|MAC", help="MAC per NIC, in order (default: new ones)")
     p.add_argument("--memory", type=int, metavar="MIB", help="the clone's memory")

@@ -8,7 +8,6 @@ regular files: a guest symlink is never read through to build content that is th
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -41,7 +40,8 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 @dataclass(frozen=True)
 class IdentityChange:
-    """What the clone's identity becomes: hostname, static IPv4 ("10.0.0.5/24") and gateway, (old, new) MACs."""
+    """What the clone's identity becomes: hostname, static IPv4 ("10.0.0.5/24", see net.static_address) and gateway,
+    (old, new) MACs."""
 
     hostname: str = ""
     address: str = ""
@@ -66,7 +66,8 @@ class Edit:
 
 def check_request(hostname: str, address: str, gateway: str) -> Static | None:
     """The static address asked for (or None); UsageError when the hostname (RFC 1123: dot-separated labels of
-    letters, digits and '-', each 1-63 long, 253 in all), the address or the gateway is malformed.
+    letters, digits and '-', each 1-63 long, 253 in all) is malformed, or the address or gateway is not what
+    net.static_address accepts (IPv4, and why, is said there).
 
     These end up in the guest's own files and shell-read configs, so they are checked before anything is read."""
     if hostname and (len(hostname) > 253 or not all(_LABEL.match(label) for label in hostname.split("."))):
@@ -74,23 +75,7 @@ def check_request(hostname: str, address: str, gateway: str) -> Static | None:
             f"{hostname!r} is not a valid hostname",
             "use letters, digits and '-' (not first or last), in dot-separated labels of at most 63 characters",
         )
-    if gateway and not address:
-        raise UsageError("a gateway was given without an address", "give --ip ADDR/PREFIX with --gateway")
-    if not address:
-        return None
-    if "/" not in address:
-        raise UsageError(f"{address!r} has no prefix length", f"write it as ADDR/PREFIX, e.g. {address}/24")
-    try:
-        iface = ipaddress.IPv4Interface(address)
-    except ValueError as exc:
-        raise UsageError(f"{address!r} is not an IPv4 address with a prefix ({exc})", "e.g. 10.0.0.5/24") from exc
-    try:
-        router = ipaddress.IPv4Address(gateway) if gateway else None
-    except ValueError as exc:
-        raise UsageError(f"gateway {gateway!r} is not an IPv4 address ({exc})", "e.g. 10.0.0.1") from exc
-    if router is not None and router not in iface.network:
-        raise UsageError(f"gateway {router} is not in {iface.network}", "give a gateway on the clone's subnet")
-    return Static(iface, router)
+    return net.static_address(address, gateway)
 
 
 def _check(change: IdentityChange) -> tuple[Static | None, dict[str, str]]:

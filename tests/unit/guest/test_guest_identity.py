@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import CHANGE, TREES, Build, clone
+from unitkit import dom0
 
 from dom0.errors import Dom0Error, UsageError
 from dom0.guest import DirectoryEditor, IdentityChange, plan_identity
@@ -117,3 +118,22 @@ def test_a_long_hosts_file_is_still_renamed(guest: Build) -> None:
     assert (root / "etc/hosts").read_text().endswith(blocklist)
     assert "web2" in (root / "etc/hosts").read_text()
     assert "bookworm-vm" not in (root / "etc/hosts").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--ip", "2001:db8::5/64"), "address 2001:db8::5/64 is IPv6: dom0 sets a clone's static IPv4 address only"),
+        (
+            ("--ip", "10.0.0.5/24", "--gateway", "fe80::1"),
+            "gateway fe80::1 is IPv6: dom0 sets a clone's static IPv4 address only",
+        ),
+    ],
+)
+def test_an_ipv6_address_is_refused_as_such(flags: tuple[str, ...], message: str) -> None:
+    # The identity reset sets IPv4 only: the clone says so and why, before it looks at the source's disks.
+    r = dom0("-c", "test:///default", "clone", "test", "test-clone", *flags, "--dry-run")
+    assert (r.rc, r.out) == (2, "")
+    error, hint = r.err.splitlines()
+    assert error == f"dom0: error: {message}"
+    assert "keeps the source's IPv6 configuration" in hint

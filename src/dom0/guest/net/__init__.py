@@ -30,6 +30,7 @@ from dom0.guest.net.common import (
     names_mac,
     regular_text,
     replace_macs,
+    static_address,
 )
 from dom0.guest.net.ifcfg import rhel_gateway, suse_routes
 from dom0.image.osinspect import OperatingSystem
@@ -56,6 +57,7 @@ __all__ = [
     "replace_macs",
     "rhel_gateway",
     "set_static",
+    "static_address",
     "suse_routes",
 ]
 

@@ -67,6 +67,48 @@ class Static:
         return str(self.interface.network.netmask)
 
 
+def static_address(address: str, gateway: str = "") -> Static | None:
+    """The static address asked for with `dom0 clone --ip ADDR/PREFIX [--gateway GW]`, or None when none is;
+    UsageError when the address has no prefix length, is not IPv4, or the gateway is not IPv4 on its subnet.
+
+    IPv4 only, because that is what the formats' editors set: ifupdown's `inet` stanza, ifcfg's IPADDR,
+    NetworkManager's [ipv4], netplan's dhcp4 and IPv4 addresses, networkd's IPv4 Address= (DHCP for IPv6 kept).
+    A clone keeps the source's IPv6 configuration; its autoconfigured IPv6 addresses follow its new MAC and
+    machine-id by themselves. This is the one check of the address and gateway: the CLI and the clone plan call it
+    (through identity.check_request) before anything is read, as the values end up in the guest's own files.
+    """
+    if gateway and not address:
+        raise UsageError("a gateway was given without an address", "give --ip ADDR/PREFIX with --gateway")
+    if not address:
+        return None
+    if "/" not in address:
+        raise UsageError(f"{address!r} has no prefix length", f"write it as ADDR/PREFIX, e.g. {address}/24")
+    try:
+        iface = ipaddress.IPv4Interface(address)
+    except ValueError as exc:
+        _refuse_ipv6(address, "address")
+        raise UsageError(f"{address!r} is not an IPv4 address with a prefix ({exc})", "e.g. 10.0.0.5/24") from exc
+    try:
+        router = ipaddress.IPv4Address(gateway) if gateway else None
+    except ValueError as exc:
+        _refuse_ipv6(gateway, "gateway")
+        raise UsageError(f"gateway {gateway!r} is not an IPv4 address ({exc})", "e.g. 10.0.0.1") from exc
+    if router is not None and router not in iface.network:
+        raise UsageError(f"gateway {router} is not in {iface.network}", "give a gateway on the clone's subnet")
+    return Static(iface, router)
+
+
+def _refuse_ipv6(value: str, what: str) -> None:
+    try:
+        ipaddress.IPv6Interface(value)
+    except ValueError:
+        return
+    raise UsageError(
+        f"{what} {value} is IPv6: dom0 sets a clone's static IPv4 address only",
+        "the clone keeps the source's IPv6 configuration; set a static IPv6 address inside it after its first boot",
+    )
+
+
 def regular_text(tree: ResolvingTree, path: str, limit: int = MAX_CONFIG_READ) -> str | None:
     """The text of `path` when it is a regular file and not a symlink (a linked config is not read or followed),
     and holds at most `limit` bytes."""
