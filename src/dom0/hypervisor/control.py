@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from dom0.errors import GuestNotFound, OperationTimeout
 from dom0.hypervisor import Hypervisor
@@ -26,19 +26,47 @@ def wait_until_stopped(
     """
     shown = name or ref
     start = clock()
+    _, running = wait_for_stop(hv, [ref], timeout, poll=poll, clock=clock)
+    if running:
+        raise OperationTimeout(
+            f"{shown} did not stop within {timeout:g} s; it still runs ({running[ref].value})",
+            f"wait longer with --timeout, look at `dom0 console {shown}`, or as a last resort `dom0 destroy {shown}`",
+        )
+    return clock() - start
+
+
+def wait_for_stop(
+    hv: Hypervisor,
+    refs: Sequence[str],
+    timeout: float,
+    *,
+    poll: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[list[str], dict[str, GuestState]]:
+    """Wait until all these guests have stopped, or `timeout` seconds have passed: waited for together, so that N
+    slow guests cost one timeout, not N.
+
+    Returns the guests seen stopped, in the order they stopped, and those still running at the timeout with their
+    last state. Nothing is destroyed: what to do about a guest that still runs is the caller's (the user's) call.
+    """
+    start = clock()
+    stopped: list[str] = []
+    waiting = list(refs)
     while True:
-        try:
-            state = hv.guest(ref).state
-        except GuestNotFound:
-            return clock() - start  # a transient guest disappears once it stops
-        if not state.is_active:
-            return clock() - start
-        if clock() - start >= timeout:
-            raise OperationTimeout(
-                f"{shown} did not stop within {timeout:g} s; it still runs ({state.value})",
-                f"wait longer with --timeout, look at `dom0 console {shown}`, "
-                f"or as a last resort `dom0 destroy {shown}`",
-            )
+        running: dict[str, GuestState] = {}
+        for ref in waiting:
+            try:
+                state = hv.guest(ref).state
+            except GuestNotFound:
+                stopped.append(ref)  # a transient guest disappears once it stops
+                continue
+            if state.is_active:
+                running[ref] = state
+            else:
+                stopped.append(ref)
+        if not running or clock() - start >= timeout:
+            return stopped, running
+        waiting = list(running)
         time.sleep(poll)
 
 

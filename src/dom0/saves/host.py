@@ -7,13 +7,13 @@ saved guest, then starts the guests marked to start at boot that are not running
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from dom0.errors import Dom0Error, GuestNotFound
 from dom0.hypervisor import Hypervisor
+from dom0.hypervisor.control import wait_for_stop
 from dom0.model import Guest
 from dom0.saves import batch, manifest, stream
 from dom0.saves.batch import BarFactory, no_bar
@@ -125,27 +125,15 @@ def _shutdown_all(hv: Hypervisor, steps: list[Step], timeout: float) -> list[Ste
             results.append(Step(step.name, "shutdown", step.detail, Result.SHUT_DOWN))
         except Dom0Error as exc:
             results.append(Step(step.name, "shutdown", step.detail, Result.FAILED, exc.message))
-    deadline = time.monotonic() + timeout
-    waiting = list(asked)
-    while waiting:
-        still = []
-        for step in waiting:
-            try:
-                running = hv.guest(step.name).state.is_active
-            except GuestNotFound:
-                running = False  # a transient guest is gone once it stops
-            if running:
-                still.append(step)
-            else:
-                results.append(Step(step.name, "shutdown", step.detail, Result.SHUT_DOWN))
-        waiting = still
-        if waiting and time.monotonic() >= deadline:
-            for step in waiting:
-                message = f"{step.name} did not stop within {timeout:g} s; it is still running (not destroyed)"
-                results.append(Step(step.name, "shutdown", step.detail, Result.STILL_RUNNING, message))
-            break
-        if waiting:
-            time.sleep(0.5)
+    stopped, running = wait_for_stop(hv, [step.name for step in asked], timeout)
+    by_name = {step.name: step for step in asked}
+    for name in stopped:
+        step = by_name[name]
+        results.append(Step(step.name, "shutdown", step.detail, Result.SHUT_DOWN))
+    for name in running:
+        step = by_name[name]
+        message = f"{step.name} did not stop within {timeout:g} s; it is still running (not destroyed)"
+        results.append(Step(step.name, "shutdown", step.detail, Result.STILL_RUNNING, message))
     return results
 
 
