@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# How long work (a save, a disk copy, an extract) says how far it got: called with the bytes done so far, from
+# whichever thread does the work. The CLI draws it as a progress bar; library callers that show none pass
+# no_progress.
+Progress = Callable[[int], None]
+# Hands out one Progress per item of work (a guest, a disk): its label and the bytes expected (0 when unknown).
+BarFactory = Callable[[str, int], Progress]
+
+
+def no_progress(_done: int) -> None:
+    """The progress callback of a caller that shows none."""
+
+
+def no_bar(_label: str, _total: int) -> Progress:
+    """The bar factory of a caller that shows no progress."""
+    return no_progress
 
 
 class GuestState(StrEnum):

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dom0 import humanize
+from dom0.cli.progress import board
 from dom0.cli.session import image_options, print_json
 from dom0.cli.table import terminal_safe
 from dom0.image.layout import Filesystem, Layout, LogicalVolume, Partition
 from dom0.image.source import ImageSource
 
 if TYPE_CHECKING:
-    from dom0.image.extract import Plan, Progress
+    from dom0.image.extract import Plan
+    from dom0.model import Progress
 
 # Below this a copy takes about a second: a progress bar would only flicker.
 PROGRESS_MIN = 64 * 1024 * 1024
@@ -217,29 +218,10 @@ def _ranges_text(plan: Plan) -> str:
 
 
 @contextmanager
-def _progress(total: int, label: str) -> Iterator[Progress | None]:
-    """A rich progress bar on stderr for a large copy to a terminal; None (no bar) otherwise."""
-    if total < PROGRESS_MIN or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-
-        def update(done: int, _total: int) -> None:
-            bar.update(task, completed=done)
-
-        yield update
+def _progress(total: int, label: str) -> Iterator[Progress]:
+    """A progress bar on stderr for a copy large enough to take a while, when stderr is a terminal."""
+    with board(total >= PROGRESS_MIN) as bars:
+        yield bars.bar(label, total)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:

@@ -281,23 +281,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dom0` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # After parsing, so `dom0 --help` loads no more than the parser.
+    from dom0.cli.session import print_error
+
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s", stream=sys.stderr)
     try:
         return _resolve(args.handler)(args)
     except Dom0Error as exc:
-        print(f"dom0: error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
+        print_error(exc.message, exc.hint)
         return exc.exit_code
     except _backend_errors() as exc:
         if args.debug:
             raise  # --debug shows where it came from
         reason = (str(exc).strip().splitlines() or ["no reason given"])[0]
-        print(f"dom0: error: the hypervisor failed unexpectedly: {reason}", file=sys.stderr)
-        print("  hint: run again with --debug for the details, and report it if it persists", file=sys.stderr)
+        print_error(
+            f"the hypervisor failed unexpectedly: {reason}",
+            "run again with --debug for the details, and report it if it persists",
+        )
         return 1
     except KeyboardInterrupt:
-        print("dom0: interrupted", file=sys.stderr)
+        print_error("interrupted", failed=False)
         return 130
     except BrokenPipeError:
         return 0

@@ -3,32 +3,34 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
+
+from dom0.model import Progress, no_progress
 
 
 class Board(Protocol):
     """Hands out one progress callback per item of work."""
 
-    def bar(self, label: str, total: int) -> Callable[[int], None]:
+    def bar(self, label: str, total: int) -> Progress:
         """A callback taking the amount done so far (bytes)."""
         ...
 
 
 class _Silent:
-    def bar(self, label: str, total: int) -> Callable[[int], None]:
-        return lambda done: None
+    def bar(self, label: str, total: int) -> Progress:
+        return no_progress
 
 
 class _Rich:
     def __init__(self, progress: object) -> None:
         self._progress = progress
 
-    def bar(self, label: str, total: int) -> Callable[[int], None]:
-        from rich.progress import Progress
+    def bar(self, label: str, total: int) -> Progress:
+        from rich.progress import Progress as RichProgress
 
-        assert isinstance(self._progress, Progress)
+        assert isinstance(self._progress, RichProgress)
         progress = self._progress
         task = progress.add_task(label, total=total or None)
 
@@ -46,7 +48,8 @@ def board(enabled: bool = True) -> Iterator[Board]:
         yield _Silent()
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+    from rich.progress import Progress as RichProgress
 
     columns = (
         TextColumn("{task.description}"),
@@ -55,5 +58,5 @@ def board(enabled: bool = True) -> Iterator[Board]:
         TransferSpeedColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with RichProgress(*columns, console=Console(stderr=True), transient=True) as progress:
         yield _Rich(progress)

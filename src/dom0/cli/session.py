@@ -58,6 +58,14 @@ def attach_console(args: argparse.Namespace, ref: str) -> int:
     return 0
 
 
+def print_error(message: str, hint: str = "", *, failed: bool = True) -> None:
+    """How every command reports a problem, on stderr: `dom0: error: MESSAGE` (`dom0: MESSAGE` for one that does
+    not fail the command), then `  hint: HINT` when there is one."""
+    print(f"dom0: {'error: ' if failed else ''}{message}", file=sys.stderr)
+    if hint:
+        print(f"  hint: {hint}", file=sys.stderr)
+
+
 def print_json(value: Any) -> None:
     """Print one JSON document on stdout."""
     json.dump(value, sys.stdout, indent=2, sort_keys=False)

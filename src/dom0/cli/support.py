@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from dom0 import humanize
-from dom0.cli.session import hypervisor, print_json
+from dom0.cli.session import hypervisor, print_error, print_json
 from dom0.errors import Dom0Error
 from dom0.hypervisor import LogText
 from dom0.observe import bundle
@@ -40,15 +40,13 @@ def cmd_dmesg(args: argparse.Namespace) -> int:
             _print_log(log)
     if not logs:
         remote = urlparse(hv.uri).hostname
-        print(f"dom0: {name} has no log readable from here", file=sys.stderr)
-        if remote:
-            print(f"  hint: its logs are on {remote}; run dom0 there", file=sys.stderr)
-        else:
-            print(
-                "  hint: to keep its console output, add <log file='/var/log/libvirt/qemu/"
-                f"{name}-console.log'/> inside the <serial> element of its definition",
-                file=sys.stderr,
-            )
+        hint = (
+            f"its logs are on {remote}; run dom0 there"
+            if remote
+            else f"to keep its console output, add <log file='/var/log/libvirt/qemu/{name}-console.log'/> inside "
+            "the <serial> element of its definition"
+        )
+        print_error(f"{name} has no log readable from here", hint, failed=False)
     return 0
 
 

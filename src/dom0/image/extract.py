@@ -1,6 +1,6 @@
 """Partitions ⇄ whole-disk images: cut one filesystem out of a partitioned image, or wrap one in a partition table.
 
-What the seed did with `dd skip=63`, but found from the table, sparse where the source is sparse, written to
+What admins did with `dd skip=63`, but found from the table, sparse where the source is sparse, written to
 OUT.partial, fsynced, verified by probing the result, and only then given its name (never over an existing file).
 """
 
@@ -19,14 +19,13 @@ from dom0.image import tables
 from dom0.image.layout import Filesystem, Layout, open_filesystem_source, scan
 from dom0.image.probe import probe
 from dom0.image.source import ImageSource, MappedSource, Window, open_image
+from dom0.model import Progress, no_progress
 
 CHUNK = 1024 * 1024
 _ZEROS = bytes(CHUNK)
 GPT_ENTRIES = 128
 GPT_ENTRY_SIZE = 128
 GPT_ARRAY_SECTORS = GPT_ENTRIES * GPT_ENTRY_SIZE // 512
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def plan_wrap(fs_source: ImageSource, out: Path, *, table: str = "mbr", start_se
     )
 
 
-def copy_sparse(data: ImageSource, fd: int, offset: int, progress: Progress | None = None) -> int:
+def copy_sparse(data: ImageSource, fd: int, offset: int, progress: Progress = no_progress) -> int:
     """Copy `data` into file `fd` at `offset`, skipping holes and all-zero blocks; the bytes actually written."""
     written = 0
     for start, length in data.data_extents():
@@ -151,8 +150,7 @@ def copy_sparse(data: ImageSource, fd: int, offset: int, progress: Progress | No
                     written += n
             else:
                 pos += len(chunk)
-            if progress is not None:
-                progress(pos, data.size)
+            progress(pos)
     return written
 
 
@@ -202,7 +200,7 @@ def _same(found: Filesystem | None, want: Filesystem) -> bool:
     return found is not None and found.type == want.type and found.uuid == want.uuid
 
 
-def extract(plan: Plan, data: ImageSource, progress: Progress | None = None) -> int:
+def extract(plan: Plan, data: ImageSource, progress: Progress = no_progress) -> int:
     """Carry out an extract plan; the bytes written (zeros and holes are left as holes)."""
     out = Path(plan.target)
     written = 0
@@ -276,7 +274,7 @@ def partition_table(plan: Plan) -> list[tuple[int, bytes]]:
     ]
 
 
-def wrap(plan: Plan, fs_source: ImageSource, progress: Progress | None = None) -> int:
+def wrap(plan: Plan, fs_source: ImageSource, progress: Progress = no_progress) -> int:
     """Carry out a wrap plan; the bytes written."""
     out = Path(plan.target)
     written = 0
