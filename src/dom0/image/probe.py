@@ -1,16 +1,22 @@
 """Which filesystem starts at offset 0 of a source, from its superblock magic: type, UUID and label as blkid names them.
 
 Identification only (a few fixed offsets in the first 68 KiB); reading files is left to the dissect modules.
+This is also the one reader of the Linux swap signature: `dom0 image` and clone's new swap areas read it through
+probe(), and `dom0 top` tells a running guest's swap disks (to show its paging) with SwapProbe, which reads only
+the signature of a whole raw disk, read-only and once a run.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from dom0.image.source import ImageSource
+from dom0.model import Disk, DiskSource
 
 # Everything probed lies in the first 64 KiB plus btrfs' and reiserfs' superblocks just after it.
 HEAD_BYTES = 0x10000 + 4096
@@ -110,18 +116,42 @@ def _probe_btrfs(head: bytes) -> Filesystem | None:
     return _fs("btrfs", format_uuid(sb[0x20:0x30]), _text(sb[0x12B : 0x12B + 256]), _u64(sb, 0x70))
 
 
-def _probe_swap(head: bytes) -> Filesystem | None:
-    for page in (4096, 8192, 16384, 65536):
-        sig = head[page - 10 : page]
-        if sig == b"SWAPSPACE2":
-            # The v1 header sits after 1 KiB of boot-loader space: version, last page, bad pages, uuid, label.
-            last_page = _u32(head, 1028)
-            return _fs("swap", format_uuid(head[1036:1052]), _text(head[1052:1068]), (last_page + 1) * page, "1")
-        if sig == b"SWAP-SPACE":
-            return _fs("swap", "", "", 0, "0")
-        if sig in (b"S1SUSPEND\0", b"S2SUSPEND\0", b"ULSUSPEND\0", b"LINHIB0001"):
-            return _fs("swsuspend", "", "", 0)
+# mkswap writes its signature in the last 10 bytes of the area's first page. The page size is the guest kernel's,
+# which the host cannot know, so every page size Linux uses is tried (4 KiB on x86, up to 64 KiB on arm64/ppc64).
+SWAP_PAGE_SIZES = (4096, 8192, 16384, 65536)
+_SWAP_MAGICS = (b"SWAPSPACE2", b"SWAP-SPACE")  # version 1 (with UUID and label), version 0
+# A swap area holding a hibernation image: the kernel puts the swap signature back when it resumes.
+_SWSUSPEND_MAGICS = (b"S1SUSPEND\0", b"S2SUSPEND\0", b"ULSUSPEND\0", b"LINHIB0001")
+_SWAP_MAGIC_LEN = 10
+
+
+def _swap_magic(head: bytes, magics: Iterable[bytes], page_sizes: Iterable[int]) -> tuple[int, bytes] | None:
+    """(page size, magic) of the first page size whose last 10 bytes in `head` are one of `magics`."""
+    wanted = tuple(magics)
+    for page in page_sizes:
+        magic = head[page - _SWAP_MAGIC_LEN : page]
+        if magic in wanted:
+            return page, magic
     return None
+
+
+def _probe_swap(head: bytes) -> Filesystem | None:
+    found = _swap_magic(head, (*_SWAP_MAGICS, *_SWSUSPEND_MAGICS), SWAP_PAGE_SIZES)
+    if found is None:
+        return None
+    page, magic = found
+    if magic == b"SWAPSPACE2":
+        # The v1 header sits after 1 KiB of boot-loader space: version, last page, bad pages, uuid, label.
+        last_page = _u32(head, 1028)
+        return _fs("swap", format_uuid(head[1036:1052]), _text(head[1052:1068]), (last_page + 1) * page, "1")
+    if magic == b"SWAP-SPACE":
+        return _fs("swap", "", "", 0, "0")
+    return _fs("swsuspend", "", "", 0)
+
+
+def has_swap_signature(head: bytes, page_sizes: Iterable[int] = SWAP_PAGE_SIZES) -> bool:
+    """Whether `head` (the start of a disk) carries a swap signature (either version) at the end of its first page."""
+    return _swap_magic(head, _SWAP_MAGICS, page_sizes) is not None
 
 
 def _probe_lvm(head: bytes) -> Filesystem | None:
@@ -257,3 +287,60 @@ def probe(source: ImageSource) -> Filesystem | None:
     if found.size <= 0:
         found = Filesystem(found.type, found.uuid, found.label, 0, source.size, "", found.version)
     return found
+
+
+# --- swap disks of running guests, for `dom0 top` ------------------------------------------------------------------
+
+# Formats whose first guest-visible bytes are the first bytes of the host file; qcow2 and friends are not.
+_RAW_FORMATS = frozenset({"", "raw", "host_device"})
+
+
+def probe_swap_path(path: str) -> bool | None:
+    """Whether the file or block device at `path` starts with a swap signature; None when it cannot be read
+    (never raises). Only a signature at the start of the whole disk counts: a partitioned disk that holds a swap
+    partition next to a root file system is not a "swap disk", and counting it as one would flag ordinary I/O as
+    paging."""
+    want = max(SWAP_PAGE_SIZES)
+    try:
+        # O_NONBLOCK keeps a FIFO or a tape-like device from hanging the probe; only regular files and block
+        # devices are read at all. The path is the hypervisor's own (an LV's /dev/VG/LV is a symlink): followed.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+            return None
+        head = b""
+        while len(head) < want:
+            chunk = os.pread(fd, want - len(head), len(head))
+            if not chunk:
+                break
+            head += chunk
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return has_swap_signature(head)
+
+
+class SwapProbe:
+    """Answers "is this disk a swap disk?" once per source and remembers it for the rest of the run."""
+
+    def __init__(self, *, local: bool = True) -> None:
+        # A remote hypervisor's paths name files on another machine; reading the same path here would be wrong.
+        self.local = local
+        self._cache: dict[tuple[str, str, str], bool | None] = {}
+
+    def is_swap(self, disk: Disk) -> bool | None:
+        """True for a disk that starts with a swap signature, False when it does not, None when unknown."""
+        if disk.device in ("cdrom", "floppy"):
+            return False
+        if not self.local or disk.source_kind not in (DiskSource.FILE, DiskSource.BLOCK):
+            return None
+        if disk.format not in _RAW_FORMATS:
+            return None
+        key = (disk.source_kind.value, disk.source, disk.format)
+        if key not in self._cache:
+            self._cache[key] = probe_swap_path(disk.source)
+        return self._cache[key]

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from dom0.errors import Dom0Error
 from dom0.hypervisor import Hypervisor
-from dom0.image.swapsig import SwapProbe
+from dom0.image.probe import SwapProbe
 from dom0.model import DiskCounters, Guest, GuestCounters, GuestState, NicCounters
 from dom0.observe.jsonview import vbd_number
 
