@@ -9,11 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from dom0.cli.progress import board
-from dom0.cli.saves import sweep_leftovers
 from dom0.cli.session import hypervisor, print_json
 from dom0.cli.table import render
+from dom0.saves import fifo, hostconfig
 from dom0.saves import host as hostpower
-from dom0.saves import hostconfig
 from dom0.saves.host import Step
 
 
@@ -22,6 +21,12 @@ def _config(args: argparse.Namespace) -> hostconfig.HostConfig:
     if args.dir:
         config = replace(config, directory=Path(args.dir))
     return config
+
+
+def _sweep(directory: Path, dry_run: bool) -> None:
+    """Finish or clear what interrupted runs left in the image directory, saying so on stderr; before connecting."""
+    for note in fifo.sweep_leftovers(directory, dry_run=dry_run):
+        print(f"dom0: {note}", file=sys.stderr)
 
 
 def _print(args: argparse.Namespace, steps: list[Step], title: str, seconds: float | None) -> int:
@@ -55,7 +60,7 @@ def _print(args: argparse.Namespace, steps: list[Step], title: str, seconds: flo
 def cmd_host_stop(args: argparse.Namespace) -> int:
     """Save every running guest in parallel; shut down those that cannot be saved; never destroy."""
     config = _config(args)
-    sweep_leftovers(config.directory, args.dry_run)
+    _sweep(config.directory, args.dry_run)
     with hypervisor(args) as hv:
         saves, steps = hostpower.plan_stop(hv, config, args.guests)
         if args.dry_run:
@@ -69,7 +74,7 @@ def cmd_host_stop(args: argparse.Namespace) -> int:
 def cmd_host_start(args: argparse.Namespace) -> int:
     """Restore every saved guest in parallel, then start the guests marked to start at boot."""
     config = _config(args)
-    sweep_leftovers(config.directory, args.dry_run)
+    _sweep(config.directory, args.dry_run)
     with hypervisor(args) as hv:
         plans, steps = hostpower.plan_start(hv, config, args.guests)
         if args.dry_run:

@@ -41,7 +41,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     """Save guests' memory to compressed images; they stop once their image is on disk."""
     directory = Path(args.dir)
     kind, level = _check_arguments(args)
-    sweep_leftovers(directory, args.dry_run)
+    _sweep(directory, args.dry_run)
     with hypervisor(args) as hv:
         refs = None if args.all else args.guests
         planned = batch.plan_saves(hv, refs, directory, kind, level, jobs=args.jobs, replace=args.replace)
@@ -56,7 +56,7 @@ def cmd_save(args: argparse.Namespace) -> int:
         return _report_saves(args, outcomes, directory, time.monotonic() - started)
 
 
-def sweep_leftovers(directory: Path, dry_run: bool) -> None:
+def _sweep(directory: Path, dry_run: bool) -> None:
     """Finish or clear what interrupted runs left in `directory`, saying so on stderr; before connecting."""
     for note in fifo.sweep_leftovers(directory, dry_run=dry_run):
         print(f"dom0: {note}", file=sys.stderr)
@@ -145,7 +145,7 @@ def _images(args: argparse.Namespace) -> list[Path]:
         raise UsageError("give images or --all DIR, not both")
     _check_jobs(args)
     if args.all:
-        sweep_leftovers(Path(args.all), args.dry_run)  # first: a complete save it left becomes restorable
+        _sweep(Path(args.all), args.dry_run)  # first: a complete save it left becomes restorable
         return manifest.find(Path(args.all))
     if not args.files:
         raise UsageError("name the images (or their NAME.manifest.json) to restore, or --all DIR")
