@@ -212,14 +212,6 @@ def _gateway(tree: ResolvingTree, target: NetConfig, texts: dict[str, str], why:
         why.setdefault(routes_path, []).append(f"default gateway {gw}")
 
 
-def _names(tree: ResolvingTree, directory: str) -> list[str]:
-    # A directory that is a symlink is followed inside the guest only (tree.py); unreadable ones are skipped.
-    try:
-        return tree.listdir(directory) if tree.is_dir(directory) else []
-    except Exception:
-        return []
-
-
 def _removable(tree: ResolvingTree, path: str) -> bool:
     return tree.lexists(path) and (tree.readlink(path) is not None or not tree.is_dir(path))
 
@@ -239,7 +231,7 @@ def _reset_edits(tree: ResolvingTree, system: OperatingSystem) -> list[Edit]:
     dbus = "/var/lib/dbus/machine-id"
     if tree.readlink(dbus) is None and tree.is_file(dbus):
         edits.append(Edit(dbus, "remove", why="D-Bus makes a new machine ID at first boot"))
-    keys = [n for n in _names(tree, "/etc/ssh") if n.startswith("ssh_host_")]
+    keys = [n for n in net.names_in(tree, "/etc/ssh") if n.startswith("ssh_host_")]
     for name in keys:
         if _removable(tree, f"/etc/ssh/{name}"):
             edits.append(Edit(f"/etc/ssh/{name}", "remove", why="SSH host keys are regenerated at first boot"))
@@ -248,7 +240,7 @@ def _reset_edits(tree: ResolvingTree, system: OperatingSystem) -> list[Edit]:
     if _removable(tree, net.PERSISTENT_NET_RULES):
         edits.append(Edit(net.PERSISTENT_NET_RULES, "remove", why="it ties eth0.. to the source's MACs"))
     for directory, suffixes in _LEASE_DIRS:
-        for name in _names(tree, directory):
+        for name in net.names_in(tree, directory):
             path = f"{directory}/{name}"
             if name.endswith(suffixes) and _removable(tree, path) and not tree.is_dir(path):
                 edits.append(Edit(path, "remove", why="DHCP lease of the source"))

@@ -120,34 +120,36 @@ def regular_text(tree: ResolvingTree, path: str, limit: int = MAX_CONFIG_READ) -
         return None
 
 
-def _names(tree: ResolvingTree, directory: str) -> list[str]:
+def names_in(tree: ResolvingTree, directory: str) -> list[str]:
+    """The names in the guest's `directory`; none when it is no directory or cannot be read (a directory that is a
+    symlink is followed inside the guest only, as the tree resolves every path)."""
     try:
         return tree.listdir(directory) if tree.is_dir(directory) else []
-    except Dom0Error:
+    except (Dom0Error, OSError):
         return []
 
 
 def _candidates(tree: ResolvingTree) -> Iterator[tuple[str, str]]:
     yield "/etc/network/interfaces", IFUPDOWN
-    for name in _names(tree, "/etc/network/interfaces.d"):
+    for name in names_in(tree, "/etc/network/interfaces.d"):
         if not name.startswith("."):
             yield f"/etc/network/interfaces.d/{name}", IFUPDOWN
     for directory, fmt in (("/etc/sysconfig/network-scripts", IFCFG), ("/etc/sysconfig/network", SUSE_IFCFG)):
-        for name in _names(tree, directory):
+        for name in names_in(tree, directory):
             if name.startswith("ifcfg-") and name != "ifcfg-lo" and not name.endswith(("~", ".bak", ".orig")):
                 yield f"{directory}/{name}", fmt
-    for name in _names(tree, "/etc/netplan"):
+    for name in names_in(tree, "/etc/netplan"):
         if name.endswith((".yaml", ".yml")):
             yield f"/etc/netplan/{name}", NETPLAN
-    for name in _names(tree, "/etc/NetworkManager/system-connections"):
+    for name in names_in(tree, "/etc/NetworkManager/system-connections"):
         if not name.startswith("."):
             yield f"/etc/NetworkManager/system-connections/{name}", NM
-    for name in _names(tree, "/etc/systemd/network"):
+    for name in names_in(tree, "/etc/systemd/network"):
         if name.endswith(".network"):
             yield f"/etc/systemd/network/{name}", NETWORKD
         elif name.endswith(".link"):
             yield f"/etc/systemd/network/{name}", LINK
-    for name in _names(tree, "/etc/udev/rules.d"):
+    for name in names_in(tree, "/etc/udev/rules.d"):
         path = f"/etc/udev/rules.d/{name}"
         if name.endswith(".rules") and path != PERSISTENT_NET_RULES:
             yield path, UDEV
