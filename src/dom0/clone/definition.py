@@ -1,18 +1,63 @@
-"""A clone's libvirt definition: the source's XML with a new identity, new disks and new per-guest file paths.
+"""A copy's definition: the source's libvirt XML or xl.cfg with a new identity, new disks and new per-guest paths.
 
-Pure functions on XML text, no libvirt import. Everything a guest owns on the host (disk sources, console logs,
-channel sockets, NVRAM) gets a path of the clone's own; MACs and the UUID are new; what libvirt fills in at run
-time (interface target names, aliases, a fixed graphics port) is dropped so libvirt chooses afresh.
+This module is the one place that tells the two formats apart (`definition_format`), for clone, export and import
+alike. Pure functions on the definition's text, no libvirt import. Everything a guest owns on the host (disk
+sources, console logs, channel sockets, NVRAM) gets a path of the clone's own; MACs and the UUID are new; what
+libvirt fills in at run time (interface target names, aliases, a fixed graphics port) is dropped so libvirt chooses
+afresh.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import PurePosixPath
 
 from dom0.errors import Dom0Error
+from dom0.hypervisor import Hypervisor, is_xl_uri
+from dom0.hypervisor.libvirt import domxml
+from dom0.hypervisor.xl import config as xlcfg
+from dom0.model import DiskSource
+
+
+class DefinitionFormat(StrEnum):
+    """The two kinds of guest definition dom0 copies; the value is the file extension an export gives it."""
+
+    LIBVIRT_XML = "xml"  # libvirt's domain XML (QEMU/KVM, Xen's libxl driver, test://)
+    XL_CFG = "cfg"  # xl's own config file, on xl://
+
+    @property
+    def file_name(self) -> str:
+        """The definition's file name in an export directory."""
+        return f"definition.{self.value}"
+
+    @classmethod
+    def named(cls, file_name: str) -> DefinitionFormat:
+        """The format an export's definition file declares by its name; ValueError for a name export never writes."""
+        for fmt in cls:
+            if fmt.file_name == file_name:
+                return fmt
+        raise ValueError(file_name)
+
+    @property
+    def words(self) -> str:
+        """How messages name the format."""
+        return "a libvirt domain XML" if self is DefinitionFormat.LIBVIRT_XML else "an xl.cfg"
+
+
+def definition_format(text: str) -> DefinitionFormat:
+    """Which format `text` is in: an XML document starts with '<' (its declaration, a comment or <domain>), which
+    no xl.cfg can (its lines are settings and # comments), so the first character past blanks decides."""
+    if text.lstrip("\ufeff \t\r\n").startswith("<"):
+        return DefinitionFormat.LIBVIRT_XML
+    return DefinitionFormat.XL_CFG
+
+
+def host_format(hv: Hypervisor) -> DefinitionFormat:
+    """The format `hv` defines guests from and hands out as editable definitions: xl.cfg on xl://, else XML."""
+    return DefinitionFormat.XL_CFG if is_xl_uri(hv.uri) else DefinitionFormat.LIBVIRT_XML
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +82,11 @@ class CloneChange:
 
 
 @dataclass(frozen=True, slots=True)
-class ClonedXml:
-    """The clone's XML, and the per-guest files it names instead of the source's (old path -> new path)."""
+class ClonedDefinition:
+    """The clone's definition (in the source's format), and the per-guest files it names instead of the source's
+    (old path -> new path)."""
 
-    xml: str
+    text: str
     files: dict[str, str] = field(default_factory=dict)
     nvram: tuple[str, str] | None = None  # firmware variables: copied, unlike logs and sockets
 
@@ -54,7 +100,7 @@ def per_guest_path(path: str, old_name: str, new_name: str) -> str:
     return str(p.with_name(f"{new_name}-{p.name}"))
 
 
-def clone_xml(xml: str, change: CloneChange) -> ClonedXml:
+def clone_xml(xml: str, change: CloneChange) -> ClonedDefinition:
     """The clone's domain XML."""
     try:
         root = ET.fromstring(xml)
@@ -90,7 +136,7 @@ def clone_xml(xml: str, change: CloneChange) -> ClonedXml:
                 graphics.attrib.pop("tlsPort", None)
                 graphics.set("autoport", "yes")
     _drop_children(root, "alias")  # run-time device names; a running transient guest's XML carries them
-    return ClonedXml(ET.tostring(root, encoding="unicode") + "\n", files, nvram)
+    return ClonedDefinition(ET.tostring(root, encoding="unicode") + "\n", files, nvram)
 
 
 def _set_text(root: ET.Element, tag: str, text: str) -> None:
@@ -187,20 +233,22 @@ def _files(
     return old, nvram.text
 
 
-def clone_definition(definition: str, change: CloneChange) -> ClonedXml:
+def clone_definition(definition: str, change: CloneChange) -> ClonedDefinition:
     """The clone's definition in the source's own format: libvirt XML, or an xl.cfg on xl://."""
-    if definition.lstrip().startswith("<"):
+    if definition_format(definition) is DefinitionFormat.LIBVIRT_XML:
         return clone_xml(definition, change)
     return clone_xl_cfg(definition, change)
 
 
-def clone_xl_cfg(text: str, change: CloneChange) -> ClonedXml:
+def definition_macs(definition: str) -> tuple[str, ...]:
+    """The MACs of the definition's network interfaces, in order (empty where one has none yet)."""
+    if definition_format(definition) is DefinitionFormat.LIBVIRT_XML:
+        return tuple(n.mac for n in domxml.parse(definition).nics)
+    return tuple(n.mac for n in xlcfg.guest_config(xlcfg.parse(definition)).nics)
+
+
+def clone_xl_cfg(text: str, change: CloneChange) -> ClonedDefinition:
     """The clone's xl.cfg: the source's file with only the settings that differ rewritten (comments stay)."""
-    from dataclasses import replace
-
-    from dom0.hypervisor.xl import config as xlcfg
-    from dom0.model import DiskSource
-
     doc = xlcfg.parse(text, "the source's xl.cfg")
     config = xlcfg.guest_config(doc)
     if len(change.macs) != len(config.nics):
@@ -224,4 +272,4 @@ def clone_xl_cfg(text: str, change: CloneChange) -> ClonedXml:
         max_vcpus=max(change.vcpus, config.max_vcpus) if change.vcpus else config.max_vcpus,
     )
     xlcfg.apply_config(doc, new)
-    return ClonedXml(doc.render())
+    return ClonedDefinition(doc.render())

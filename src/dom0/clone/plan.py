@@ -158,7 +158,7 @@ def plan_clone(hv: Hypervisor, source_ref: str, options: CloneOptions, rng: rand
         name=options.new_name,
         uuid=new_uuid,
         macs=macs,
-        definition=cloned.xml,
+        definition=cloned.text,
         files=tuple(sorted(cloned.files.items())),
         nvram=cloned.nvram,
         disks=steps,

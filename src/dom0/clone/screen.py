@@ -16,7 +16,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
+from dom0.clone.definition import DefinitionFormat
 from dom0.errors import Dom0Error, UsageError
+from dom0.hypervisor.xl import config as xlcfg
+from dom0.hypervisor.xl import spec as xlspec
 
 # A name that is safe as a file name, an LV name and an xl.cfg name: what `clone` and `import` accept.
 GUEST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
@@ -74,6 +77,13 @@ class _Findings:
 
 def _firmware(path: str) -> bool:
     return bool(_FIRMWARE.fullmatch(path)) and posixpath.normpath(path) == path and "/../" not in path
+
+
+def screen(text: str, fmt: DefinitionFormat, targets: Collection[str], source: str) -> Screened:
+    """The definition, in format `fmt`, screened for import: `screen_xml` or `screen_xl`."""
+    if fmt is DefinitionFormat.XL_CFG:
+        return screen_xl(text, targets, source)
+    return screen_xml(text, targets, source)
 
 
 def screen_xml(xml: str, targets: Collection[str], source: str = "the export's definition") -> Screened:
@@ -256,9 +266,6 @@ _HOST_PATH = re.compile(r"(^|[=:,\s])/")
 
 def screen_xl(text: str, targets: Collection[str], source: str = "the export's xl.cfg") -> Screened:
     """The xl.cfg with only settings that name nothing on the host; Dom0Error naming what is refused."""
-    from dom0.hypervisor.xl import config as xlcfg
-    from dom0.hypervisor.xl import spec as xlspec
-
     try:
         doc = xlcfg.parse(text, source)
         values = doc.values()

@@ -23,9 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from dom0 import storage
-from dom0.clone.definition import CloneChange, DiskRewrite, clone_definition
+from dom0.clone.definition import (
+    CloneChange,
+    DefinitionFormat,
+    DiskRewrite,
+    clone_definition,
+    definition_format,
+    definition_macs,
+    host_format,
+)
 from dom0.clone.macs import fresh_macs, fresh_uuid
-from dom0.clone.screen import DISK_TARGET, GUEST_NAME_HINT, screen_xl, screen_xml, valid_guest_name
+from dom0.clone.screen import DISK_TARGET, GUEST_NAME_HINT, screen, valid_guest_name
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
 from dom0.filedata import DEFINITION_LIMIT, JSON_LIMIT, kind_of
 from dom0.hypervisor import Hypervisor
@@ -36,7 +44,7 @@ from dom0.saves.codec import Compression
 from dom0.storage.files import data_ranges
 
 FORMAT_VERSION = 1
-DEFINITIONS = ("definition.xml", "definition.cfg")  # libvirt XML, or xl.cfg from xl://
+DEFINITIONS = tuple(f.file_name for f in DefinitionFormat)  # definition.xml (libvirt), definition.cfg (xl://)
 MAX_DISK_BYTES = 1 << 60  # a sanity bound on declared sizes; the destination's free space is the real one
 CHUNK = 1 << 20
 ZEROS = bytes(CHUNK)
@@ -271,8 +279,8 @@ def export_guest(
     try:
         with paused_while(hv, guest.uuid, running):
             definition = hv.editable_definition(guest.uuid)
-            ext = "cfg" if definition.lstrip().startswith(("#", "name", "type")) else "xml"
-            (out / f"definition.{ext}").write_text(definition)
+            definition_file = definition_format(definition).file_name
+            (out / definition_file).write_text(definition)
             disks = []
             for disk in hv.details(guest.uuid).disks:
                 if disk.device != "disk" or disk.readonly or disk.source_kind is DiskSource.NONE:
@@ -286,7 +294,7 @@ def export_guest(
                 progress = bar(disk.target, 0) if bar else _quiet
                 disks.append(_export_disk(Path(disk.source), disk.format, disk.target, out, progress))
         manifest = ExportManifest(
-            guest.name, guest.uuid, hv.uri, f"definition.{ext}", tuple(disks),
+            guest.name, guest.uuid, hv.uri, definition_file, tuple(disks),
             datetime.now(UTC).isoformat(timespec="seconds"),
         )  # fmt: skip
         (out / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
@@ -391,9 +399,13 @@ def plan_import(
         definition = raw.decode()
     except UnicodeDecodeError as exc:
         raise Dom0Error(f"{source} is not text (byte {exc.start} is not UTF-8)", "copy the export again") from exc
-    targets = [d.target for d in manifest.disks]
-    xl = manifest.definition.endswith(".cfg")
-    screened = screen_xl(definition, targets, source) if xl else screen_xml(definition, targets, source)
+    fmt, notes = _format_of(definition, manifest.definition, source)
+    screened = screen(definition, fmt, [d.target for d in manifest.disks], source)
+    if fmt is not host_format(hv):
+        raise Dom0Error(
+            f"{source} is {fmt.words}, and {hv.uri} defines guests from {host_format(hv).words}",
+            "import it on a host whose hypervisor takes it: xl.cfg through -c xl://, libvirt XML through libvirt",
+        )
     new_name = name or manifest.name
     try:
         hv.guest(new_name)
@@ -413,7 +425,7 @@ def plan_import(
     _check_room(manifest, vg, folder)
     renamed = new_name != manifest.name
     rng = rng or random.SystemRandom()
-    old_macs = _macs_of(screened.text, xl)
+    old_macs = definition_macs(screened.text)
     if renamed:  # a second copy on this host: it needs its own identity
         macs, new_uuid = fresh_macs(hv, (), len(old_macs), rng), fresh_uuid(rng)
     else:
@@ -424,20 +436,23 @@ def plan_import(
         macs=macs,
         disks={d.target: DiskRewrite(dest, bool(vg), "raw") for d, dest in destinations},
     )
-    text = clone_definition(screened.text, change).xml
+    text = clone_definition(screened.text, change).text
     return ImportPlan(
-        directory, manifest, new_name, new_uuid, macs, tuple(destinations), vg, text, screened.notes
+        directory, manifest, new_name, new_uuid, macs, tuple(destinations), vg, text, (*notes, *screened.notes)
     )  # fmt: skip
 
 
-def _macs_of(definition: str, xl: bool) -> tuple[str, ...]:
-    if xl:
-        from dom0.hypervisor.xl import config as xlcfg
-
-        return tuple(n.mac for n in xlcfg.guest_config(xlcfg.parse(definition)).nics)
-    from dom0.hypervisor.libvirt.domxml import parse
-
-    return tuple(n.mac for n in parse(definition).nics)
+def _format_of(definition: str, file_name: str, source: str) -> tuple[DefinitionFormat, tuple[str, ...]]:
+    """The definition's format, and a note when its text says otherwise than its file name: exports written
+    before the format was told from the text named some xl.cfg files definition.xml. Blank text keeps the
+    declared format, whose reader then says what is wrong with it."""
+    declared = DefinitionFormat.named(file_name)
+    if not definition.strip():
+        return declared, ()
+    actual = definition_format(definition)
+    if actual is declared:
+        return actual, ()
+    return actual, (f"{source} holds {actual.words}: read as such",)
 
 
 def _storage(where: str) -> tuple[str, Path]:
@@ -474,8 +489,8 @@ def apply_import(hv: Hypervisor, plan: ImportPlan, bar: Callable[[str, int], Pro
     created: list[storage.Created] = []
     defined = ""
     try:
-        guest = hv.define(plan.definition)
-        defined = guest.uuid
+        # undone by name: xl:// finds a stopped guest's xl.cfg by its name only (it keeps no UUIDs of its own)
+        defined = hv.define(plan.definition).name
         for disk, dest in plan.destinations:
             progress = bar(disk.target, disk.size_bytes) if bar else _quiet
             if plan.vg:

@@ -57,7 +57,7 @@ CHANGE = CloneChange(
 
 def _clone() -> tuple[ET.Element, dict[str, str], tuple[str, str] | None]:
     out = clone_xml(SOURCE, CHANGE)
-    return ET.fromstring(out.xml), out.files, out.nvram
+    return ET.fromstring(out.text), out.files, out.nvram
 
 
 def test_identity_memory_and_cpus_are_the_clones() -> None:
@@ -139,7 +139,7 @@ def test_an_xl_cfg_clone_changes_only_what_differs() -> None:
         macs=("00:16:3e:12:34:56",),
         disks={"xvda": DiskRewrite("/dev/vg0/build2-root", block=True)},
     )
-    out = clone_definition(text, change).xml
+    out = clone_definition(text, change).text
     assert 'name = "build2"' in out
     assert "99999999-8888-4777-8666-555555555555" in out
     assert "/dev/vg0/build2-root" in out
