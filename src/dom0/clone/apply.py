@@ -69,7 +69,8 @@ def apply_clone(hv: Hypervisor, plan: ClonePlan, bar: BarFactory = _no_bar) -> C
     undo = Undo()
     try:
         guest = hv.define(plan.definition)
-        undo.defined = guest.uuid
+        # undone by name: xl:// finds a stopped guest's xl.cfg by its name only (it keeps no UUIDs of its own)
+        undo.defined = guest.name
         overlays = [d for d in plan.disks if d.method is Method.OVERLAY]
         if overlays:
             hv.external_snapshot(plan.source.uuid, {d.target: d.source_overlay for d in overlays})
@@ -86,7 +87,8 @@ def apply_clone(hv: Hypervisor, plan: ClonePlan, bar: BarFactory = _no_bar) -> C
         raise Dom0Error(
             f"cannot clone {plan.source.name} as {plan.name}: {what}{tail}", getattr(exc, "hint", "")
         ) from exc
-    return CloneResult(hv.guest(plan.uuid), edits)
+    # the guest as defined: xl:// lists running guests only, so asking for the new one again would not find it
+    return CloneResult(guest, edits)
 
 
 def clone_disk(step: DiskStep, undo: Undo, bar: BarFactory) -> None:
