@@ -31,11 +31,11 @@ count as done; the last call is the full size); a callback may raise to abort th
 
 from __future__ import annotations
 
+from dom0.model import Progress
 from dom0.storage.base import (
     FICLONE,
     Created,
     CreatedKind,
-    Progress,
     Volume,
     VolumeKind,
     create_file,

@@ -8,19 +8,11 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from dom0.errors import Dom0Error
-
-Progress = Callable[[int], None]
-
-
-def no_progress(_done: int) -> None:
-    """The progress callback of a caller that shows none."""
-
 
 # FICLONE = _IOW(0x94, 9, int): share all of the source's extents with the destination (btrfs, XFS, bcachefs).
 FICLONE = 0x40049409

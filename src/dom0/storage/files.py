@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dom0.errors import Dom0Error
-from dom0.storage.base import FICLONE, Created, Progress, create_exclusive, created_file, no_progress, remove_file
+from dom0.model import Progress, no_progress
+from dom0.storage.base import FICLONE, Created, create_exclusive, created_file, remove_file
 
 CHUNK = 64 << 20
 # Read/write fallback granularity: all-zero blocks of this size are left as holes in the new file.

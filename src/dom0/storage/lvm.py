@@ -19,7 +19,8 @@ from pathlib import Path
 
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error
-from dom0.storage.base import Created, CreatedKind, Progress, Volume, VolumeKind, no_progress
+from dom0.model import Progress, no_progress
+from dom0.storage.base import Created, CreatedKind, Volume, VolumeKind
 from dom0.storage.files import data_ranges
 
 MiB = 1 << 20

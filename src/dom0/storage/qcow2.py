@@ -20,7 +20,8 @@ from pathlib import Path
 
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error
-from dom0.storage.base import Created, Progress, create_file, no_progress, remove_file, same_file
+from dom0.model import Progress, no_progress
+from dom0.storage.base import Created, create_file, remove_file, same_file
 from dom0.storage.volumes import probe
 
 POLL_SECONDS = 0.25
