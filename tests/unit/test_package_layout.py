@@ -31,6 +31,10 @@ CLI_SHARED = {"dom0.cli.session", "dom0.cli.table", "dom0.cli.progress"}
 # os functions that start another program: only run.py may, like subprocess.
 _EXEC_CALLS = ("system", "popen", "execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp", "execlpe")
 _EXEC_PREFIXES = ("spawn", "posix_spawn")
+# Packages whose tests sit in their parent's directory, and why. Test directories are not packages, so mypy puts
+# tests/unit/hypervisor on its search path: a tests/unit/hypervisor/libvirt/ there is taken for the libvirt module
+# itself and every `libvirt.X` in the backend fails type checking.
+TESTED_IN_PARENT = {Path("hypervisor/libvirt"): "a test directory named libvirt shadows libvirt for mypy"}
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,10 @@ def _imports(tree: ast.AST, package: str) -> Iterator[Import]:
 
     def walk(node: ast.AST, typing_only: bool) -> Iterator[Import]:
         if isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.body:
-                yield from walk(child, True)
-            for child in node.orelse:
-                yield from walk(child, typing_only)
+            for stmt in node.body:
+                yield from walk(stmt, True)
+            for stmt in node.orelse:
+                yield from walk(stmt, typing_only)
             return
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -256,6 +260,7 @@ def test_only_run_py_starts_other_programs() -> None:
 def test_tests_unit_mirrors_the_packages() -> None:
     """Each package's tests live in the same place under tests/unit, and a test directory names a package."""
     packages = {m.path.parent.relative_to(PACKAGE) for m in MODULES.values() if m.is_package} - {Path(".")}
+    packages -= set(TESTED_IN_PARENT)
     untested = sorted(p for p in packages if not any((UNIT / p).glob("test_*.py")))
     missing = [f"src/dom0/{p} has no tests in tests/unit/{p}/" for p in untested]
     test_dirs = {p.parent.relative_to(UNIT) for p in UNIT.rglob("test_*.py")} - {Path(".")}
