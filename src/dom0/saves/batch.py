@@ -15,22 +15,14 @@ from typing import Generic, TypeVar
 from dom0.errors import Dom0Error
 from dom0.filedata import open_regular
 from dom0.hypervisor import Hypervisor, PerThread
-from dom0.model import Guest
+from dom0.model import BarFactory, Guest, no_bar
 from dom0.saves import codec, manifest, stream
 from dom0.saves.codec import Compression
 from dom0.saves.manifest import Manifest
-from dom0.saves.stream import Progress, RestorePlan, SaveOptions, SavePlan
+from dom0.saves.stream import RestorePlan, SaveOptions, SavePlan
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-# Hands out one progress callback per guest: its label and the bytes expected.
-BarFactory = Callable[[str, int], Progress]
-
-
-def no_bar(label: str, total: int) -> Progress:
-    """No progress shown."""
-    return lambda done: None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,8 @@ from enum import StrEnum
 from dom0.errors import Dom0Error, GuestNotFound
 from dom0.hypervisor import Hypervisor
 from dom0.hypervisor.control import wait_for_stop
-from dom0.model import Guest
+from dom0.model import BarFactory, Guest, no_bar
 from dom0.saves import batch, manifest, stream
-from dom0.saves.batch import BarFactory, no_bar
 from dom0.saves.codec import Compression
 from dom0.saves.hostconfig import HostConfig, OnStop
 from dom0.saves.stream import RestorePlan, SaveOptions, SavePlan

@@ -14,7 +14,6 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import BinaryIO
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError
 from dom0.filedata import kind_of, open_regular
 from dom0.hypervisor import Hypervisor
-from dom0.model import Guest, GuestState, SaveFormat
+from dom0.model import Guest, GuestState, Progress, SaveFormat, no_progress
 from dom0.saves import codec, manifest
 from dom0.saves.codec import Compression
 from dom0.saves.fifo import (
@@ -39,14 +38,9 @@ from dom0.saves.fifo import (
 from dom0.saves.formats import HEAD_BYTES, ImageHeader, StreamFixer, fixer_for, sniff
 from dom0.saves.manifest import Manifest
 
-Progress = Callable[[int], None]
 CHUNK = 1 << 20
 # After dom0 closes its end mid-stream, the hypervisor notices at its next write; it then resumes the guest.
 ABORT_WAIT_S = 120.0
-
-
-def _quiet(_: int) -> None:
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +108,7 @@ class _Sink:
         os.close(self.fd)
 
 
-def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: Progress = _quiet) -> Manifest:
+def save_guest(hv: Hypervisor, plan: SavePlan, options: SaveOptions, progress: Progress = no_progress) -> Manifest:
     """Save one running guest into its compressed image; the guest keeps running if this fails."""
     fmt = hv.save_format
     assert fmt is not None  # plan_save checked
@@ -387,7 +381,7 @@ class _Pipe:
         return len(data)
 
 
-def restore_image(hv: Hypervisor, plan: RestorePlan, *, keep: bool = False, progress: Progress = _quiet) -> Guest:
+def restore_image(hv: Hypervisor, plan: RestorePlan, *, keep: bool = False, progress: Progress = no_progress) -> Guest:
     """Restore one checked image; the image is removed once the guest runs, unless `keep`."""
     if plan.record is None:
         guest = hv.restore(str(plan.image), paused=plan.paused, expect=plan.header.uuid)
