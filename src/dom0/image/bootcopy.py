@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape
 
 from dom0 import humanize
 from dom0.errors import Dom0Error
+from dom0.filedata import kind_of
 from dom0.image.kernels import Kernel, choose_kernel, root_argument
 from dom0.image.layout import scan
 from dom0.image.osinspect import OperatingSystem, find_roots, inspect_tree
@@ -90,7 +91,7 @@ def check_target(path: Path, *, link: bool = False) -> None:
         raise Dom0Error(f"cannot look at {path}: {exc.strerror}") from exc
     if stat.S_ISREG(mode) or (link and stat.S_ISLNK(mode)):
         return
-    what = "a directory" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+    what = "a symbolic link" if stat.S_ISLNK(mode) else kind_of(mode)
     raise Dom0Error(
         f"{path} is {what}: dom0 would replace it with the guest's file",
         "move it out of the way, or give -o another directory",
