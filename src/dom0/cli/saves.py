@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from dom0.cli.progress import board
-from dom0.cli.session import hypervisor, print_json
+from dom0.cli.session import hypervisor, print_error, print_json
 from dom0.cli.table import render
 from dom0.errors import UsageError
 from dom0.humanize import size as size_iec
@@ -59,7 +58,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 def _sweep(directory: Path, dry_run: bool) -> None:
     """Finish or clear what interrupted runs left in `directory`, saying so on stderr; before connecting."""
     for note in fifo.sweep_leftovers(directory, dry_run=dry_run):
-        print(f"dom0: {note}", file=sys.stderr)
+        print_error(note, failed=False)
 
 
 def _print_save_plan(args: argparse.Namespace, planned: batch.SaveBatch) -> int:
@@ -134,7 +133,7 @@ def _save_json(o: Outcome[Manifest], directory: Path) -> dict[str, Any]:
 def _print_errors(outcomes: list[Outcome[Any]]) -> None:
     """Each failed guest's error and hint, as a failing command prints its own."""
     for o in outcomes:
-        print(f"dom0: error: {o.error}" + (f"\n  hint: {o.hint}" if o.hint else ""), file=sys.stderr)
+        print_error(o.error, o.hint)
 
 
 # -- restore --------------------------------------------------------------------------------------------------
