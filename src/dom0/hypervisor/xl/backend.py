@@ -482,11 +482,7 @@ class XlHypervisor:
 
 
 def _cfg_name(text: str, source: str = "") -> str:
-    """The name= of xl.cfg text, through the full xl.cfg parser when it is there (it names bad lines)."""
-    try:
-        from dom0.hypervisor.xl import config as xlcfg
-    except ImportError:
-        return xlparse.cfg_name(text)
+    """The name= of xl.cfg text, read by the xl.cfg parser (which names the line of anything it cannot read)."""
     value = xlcfg.parse(text, source).get("name")
     return value if isinstance(value, str) else ""
 

@@ -435,14 +435,3 @@ def parse_info(text: str) -> dict[str, str]:
         if sep and key.strip():
             info[key.strip()] = value.strip()
     return info
-
-
-# --- xl.cfg names --------------------------------------------------------------------------------------------
-
-_NAME_LINE = re.compile(r"""^\s*name\s*=\s*(["'])(?P<name>[^"'\n]*)\1""", re.MULTILINE)
-
-
-def cfg_name(text: str) -> str:
-    """The name= of an xl.cfg text ('' when it has none)."""
-    m = _NAME_LINE.search(text)
-    return m.group("name") if m else ""

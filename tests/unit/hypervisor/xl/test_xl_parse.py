@@ -204,18 +204,6 @@ def test_xl_info() -> None:
     assert info["xen_commandline"].startswith("console=com1")
 
 
-@pytest.mark.parametrize(
-    ("text", "name"),
-    [
-        ('name = "web1"\nmemory = 128\n', "web1"),
-        ("# name = 'old'\n  name='db'\n", "db"),
-        ("memory = 128\n", ""),
-    ],
-)
-def test_cfg_name(text: str, name: str) -> None:
-    assert xlparse.cfg_name(text) == name
-
-
 def test_real_guest_with_a_disk_and_a_nic() -> None:
     """xl list -l of a real PV guest with phy:/dev/loop0 as xvda and a vif on xenbr0 (Xen 4.17)."""
     entries = xlparse.parse_list_long(fixture("xl-list-l-io.txt"))

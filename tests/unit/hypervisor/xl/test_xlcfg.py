@@ -614,3 +614,15 @@ def test_kvm_xml_is_hvm() -> None:
     xml = "<domain type='qemu'><name>k</name><memory>1048576</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"
     config = domxml.config_from_xml(xml)
     assert (config.type, config.memory_mib, config.max_memory_mib) == (GuestType.HVM, 1024, 1024)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ('name = "web1"\nmemory = 128\n', "web1"),
+        ("# name = 'old'\n  name='db'\n", "db"),
+        ("memory = 128\n", ""),
+    ],
+)
+def test_cfg_name(text: str, name: str) -> None:
+    assert (xlcfg.parse(text).get("name") or "") == name
