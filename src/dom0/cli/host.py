@@ -5,18 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from dom0.cli.progress import board
 from dom0.cli.session import hypervisor, print_json
 from dom0.cli.table import render
+from dom0.hypervisor import Hypervisor
+from dom0.model import BarFactory
 from dom0.saves import fifo, hostconfig
 from dom0.saves import host as hostpower
 from dom0.saves.host import Step
+from dom0.saves.hostconfig import HostConfig
+
+P = TypeVar("P")  # what one guest's save or restore was planned as
 
 
-def _config(args: argparse.Namespace) -> hostconfig.HostConfig:
+def _config(args: argparse.Namespace) -> HostConfig:
     config = hostconfig.load(Path(args.config) if args.config else None)
     if args.dir:
         config = replace(config, directory=Path(args.dir))
@@ -59,27 +66,29 @@ def _print(args: argparse.Namespace, steps: list[Step], title: str, seconds: flo
 
 def cmd_host_stop(args: argparse.Namespace) -> int:
     """Save every running guest in parallel; shut down those that cannot be saved; never destroy."""
-    config = _config(args)
-    _sweep(config.directory, args.dry_run)
-    with hypervisor(args) as hv:
-        saves, steps = hostpower.plan_stop(hv, config, args.guests)
-        if args.dry_run:
-            return _print(args, steps, f"host stop would do (images into {config.directory})", None)
-        started = time.monotonic()
-        with board(not args.json) as progress:
-            results = hostpower.apply_stop(hv, config, saves, steps, progress.bar)
-        return _print(args, results, "host stop", time.monotonic() - started)
+    return _run(args, "host stop", "into", hostpower.plan_stop, hostpower.apply_stop)
 
 
 def cmd_host_start(args: argparse.Namespace) -> int:
     """Restore every saved guest in parallel, then start the guests marked to start at boot."""
+    return _run(args, "host start", "from", hostpower.plan_start, hostpower.apply_start)
+
+
+def _run(
+    args: argparse.Namespace,
+    title: str,
+    images: str,
+    plan: Callable[[Hypervisor, HostConfig, Sequence[str]], tuple[list[P], list[Step]]],
+    apply: Callable[[Hypervisor, HostConfig, list[P], list[Step], BarFactory], list[Step]],
+) -> int:
+    """Plan every guest's step (and stop there with --dry-run), apply them, print each guest's result."""
     config = _config(args)
     _sweep(config.directory, args.dry_run)
     with hypervisor(args) as hv:
-        plans, steps = hostpower.plan_start(hv, config, args.guests)
+        plans, steps = plan(hv, config, args.guests)
         if args.dry_run:
-            return _print(args, steps, f"host start would do (images from {config.directory})", None)
+            return _print(args, steps, f"{title} would do (images {images} {config.directory})", None)
         started = time.monotonic()
         with board(not args.json) as progress:
-            results = hostpower.apply_start(hv, config, plans, steps, progress.bar)
-        return _print(args, results, "host start", time.monotonic() - started)
+            results = apply(hv, config, plans, steps, progress.bar)
+        return _print(args, results, title, time.monotonic() - started)

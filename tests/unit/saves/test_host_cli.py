@@ -31,3 +31,15 @@ def test_host_stop_shuts_down_what_the_driver_cannot_save(tmp_path: Path) -> Non
     doc = json.loads(r.out)
     assert [(g["name"], g["action"], g["result"]) for g in doc["guests"]] == [("test", "shutdown", "shut down")]
     assert doc["guests"][0]["detail"].startswith("cannot be saved: test:///default cannot save guests")
+
+
+def test_host_dry_runs_say_what_they_would_do_and_change_nothing(tmp_path: Path) -> None:
+    config, images = _config(tmp_path), tmp_path / "save"
+    r = dom0("-c", T, "host", "stop", "--config", config, "-d", str(images), "--dry-run")
+    assert (r.rc, r.err) == (0, "")
+    assert r.out.splitlines()[0] == f"host stop would do (images into {images}):"
+    assert r.out.splitlines()[2].split()[:2] == ["test", "shutdown"]
+    r = dom0("-c", T, "host", "start", "--config", config, "-d", str(images), "--dry-run")
+    assert (r.rc, r.err) == (0, "")
+    assert r.out.startswith(f"host start would do (images from {images})")
+    assert not images.exists()
