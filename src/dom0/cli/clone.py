@@ -8,7 +8,7 @@ import time
 from dom0.cli.progress import board
 from dom0.cli.session import hypervisor, print_json
 from dom0.cli.table import render
-from dom0.clone.plan import CloneMode, CloneOptions, ClonePlan, Method
+from dom0.clone.plan import CloneMode, CloneOptions, ClonePlan
 from dom0.errors import UsageError
 from dom0.humanize import size
 
@@ -113,7 +113,6 @@ def cmd_clone(args: argparse.Namespace) -> int:
         else:
             for edit in result.edits:
                 print(f"  edited: {edit}")
-            copied = sum(d.size_bytes for d in plan.disks if d.method not in (Method.SHARE,))
-            print(f"cloned {plan.source.name} as {plan.name} ({size(copied)} of disks) in {seconds:.1f} s")
+            print(f"cloned {plan.source.name} as {plan.name} ({size(plan.written_bytes)} of disks) in {seconds:.1f} s")
             print(f"start it with `dom0 start {plan.name}`")
     return 0

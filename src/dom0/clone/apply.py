@@ -8,8 +8,7 @@ disks are copied and resumed whatever happens.
 from __future__ import annotations
 
 import contextlib
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,14 +22,7 @@ from dom0.hypervisor.control import paused_while
 from dom0.image.layout import scan
 from dom0.image.osinspect import find_roots
 from dom0.image.source import open_image
-from dom0.model import Guest
-
-log = logging.getLogger(__name__)
-BarFactory = Callable[[str, int], Callable[[int], None]]
-
-
-def _no_bar(label: str, total: int) -> Callable[[int], None]:
-    return lambda done: None
+from dom0.model import BarFactory, Guest, no_bar, no_progress
 
 
 @dataclass
@@ -64,7 +56,7 @@ class CloneResult:
     edits: tuple[str, ...]
 
 
-def apply_clone(hv: Hypervisor, plan: ClonePlan, bar: BarFactory = _no_bar) -> CloneResult:
+def apply_clone(hv: Hypervisor, plan: ClonePlan, bar: BarFactory = no_bar) -> CloneResult:
     """Carry out `plan`; on failure, everything it created is removed and the error says so."""
     undo = Undo()
     try:
@@ -78,7 +70,7 @@ def apply_clone(hv: Hypervisor, plan: ClonePlan, bar: BarFactory = _no_bar) -> C
             for step in plan.disks:
                 clone_disk(step, undo, bar)
         if plan.nvram:
-            undo.volumes.append(storage.sparse_copy(Path(plan.nvram[0]), Path(plan.nvram[1]), lambda n: None))
+            undo.volumes.append(storage.sparse_copy(Path(plan.nvram[0]), Path(plan.nvram[1]), no_progress))
         edits = reset_identity(plan)
     except BaseException as exc:
         left = undo.rollback(hv)

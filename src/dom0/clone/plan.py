@@ -109,6 +109,11 @@ class ClonePlan:
         """Disks whose data is copied (not swap, not shared)."""
         return tuple(d for d in self.disks if d.method not in (Method.SWAP, Method.SHARE))
 
+    @property
+    def written_bytes(self) -> int:
+        """The size of the disks the clone gets of its own (copies, overlays, new swap); shared ones count nothing."""
+        return sum(d.size_bytes for d in self.disks if d.method is not Method.SHARE)
+
 
 def _running(g: Guest) -> bool:
     return g.state.is_active and g.state is not GuestState.PAUSED

@@ -16,7 +16,7 @@ import os
 import random
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
 from dom0.filedata import DEFINITION_LIMIT, JSON_LIMIT, kind_of
 from dom0.hypervisor import Hypervisor
 from dom0.hypervisor.control import paused_while
-from dom0.model import DiskSource, GuestState
+from dom0.model import BarFactory, DiskSource, GuestState, Progress, no_bar
 from dom0.saves import codec
 from dom0.saves.codec import Compression
 from dom0.storage.files import data_ranges
@@ -49,12 +49,7 @@ MAX_DISK_BYTES = 1 << 60  # a sanity bound on declared sizes; the destination's 
 CHUNK = 1 << 20
 ZEROS = bytes(CHUNK)
 BLOCK = 64 * 1024  # import skips writing all-zero blocks of this size: the new disk stays sparse
-Progress = Callable[[int], None]
 _COPIED = (DiskSource.FILE, DiskSource.BLOCK)
-
-
-def _quiet(_: int) -> None:
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +256,7 @@ class _ExportDir:
 
 
 def export_guest(
-    hv: Hypervisor, ref: str, directory: Path, *, pause: bool = False, bar: Callable[[str, int], Progress] | None = None
+    hv: Hypervisor, ref: str, directory: Path, *, pause: bool = False, bar: BarFactory = no_bar
 ) -> tuple[Path, ExportManifest]:
     """Write the guest into DIR/NAME/ (which must not exist); its directory and manifest."""
     guest = hv.guest(ref)
@@ -291,7 +286,7 @@ def export_guest(
                         "devices only",
                         "give the guest the volume's path (`virsh vol-path`)",
                     )
-                progress = bar(disk.target, 0) if bar else _quiet
+                progress = bar(disk.target, 0)
                 disks.append(_export_disk(Path(disk.source), disk.format, disk.target, out, progress))
         manifest = ExportManifest(
             guest.name, guest.uuid, hv.uri, definition_file, tuple(disks),
@@ -484,7 +479,7 @@ def _check_room(manifest: ExportManifest, vg: str, folder: Path) -> None:
         )
 
 
-def apply_import(hv: Hypervisor, plan: ImportPlan, bar: Callable[[str, int], Progress] | None = None) -> str:
+def apply_import(hv: Hypervisor, plan: ImportPlan, bar: BarFactory = no_bar) -> str:
     """Write the disks, define the guest; on failure remove what was created. The new guest's name."""
     created: list[storage.Created] = []
     defined = ""
@@ -492,7 +487,7 @@ def apply_import(hv: Hypervisor, plan: ImportPlan, bar: Callable[[str, int], Pro
         # undone by name: xl:// finds a stopped guest's xl.cfg by its name only (it keeps no UUIDs of its own)
         defined = hv.define(plan.definition).name
         for disk, dest in plan.destinations:
-            progress = bar(disk.target, disk.size_bytes) if bar else _quiet
+            progress = bar(disk.target, disk.size_bytes)
             if plan.vg:
                 created.append(storage.create_lv(plan.vg, Path(dest).name, disk.size_bytes))
             if disk.swap_uuid or not disk.file:
