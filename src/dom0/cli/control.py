@@ -13,6 +13,8 @@ from dom0.hypervisor import Hypervisor
 from dom0.hypervisor.control import wait_until_stopped
 from dom0.observe import jsonview
 
+_GIVE = "give a libvirt domain XML file (on Xen also an xl.cfg or old xm config)"
+
 
 def _done(args: argparse.Namespace, hv: Hypervisor, ref: str, message: str) -> int:
     if args.json:
@@ -27,18 +29,16 @@ def _done(args: argparse.Namespace, hv: Hypervisor, ref: str, message: str) -> i
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    """Start a guest from a libvirt XML file."""
+    """Start a guest from a libvirt XML file; on Xen from an xl.cfg or old xm config too."""
     path = Path(args.file)
     try:
-        data = read_regular(path, DEFINITION_LIMIT, "give the path of a libvirt domain XML file")
+        data = read_regular(path, DEFINITION_LIMIT, _GIVE)
     except Dom0Error as exc:  # a path on the command line that names no usable file is a mistake in the command
         raise UsageError(exc.message, exc.hint) from exc
     try:
         definition = data.decode()
     except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"{path} is not text (byte {exc.start} is not UTF-8)", "give a libvirt domain XML file (or xl.cfg)"
-        ) from exc
+        raise UsageError(f"{path} is not text (byte {exc.start} is not UTF-8)", _GIVE) from exc
     with hypervisor(args) as hv:
         guest = hv.create(definition)
         if args.json:

@@ -112,7 +112,7 @@ def _add_host(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _add_control(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     p = command("create", "dom0.cli.control:cmd_create", "start a guest from a libvirt XML file (not kept defined)")
-    p.add_argument("file", metavar="FILE", help="libvirt domain XML (an xl.cfg file with -c xl://)")
+    p.add_argument("file", metavar="FILE", help="libvirt domain XML; on Xen also an xl.cfg or old xm config")
     p.add_argument("--console", action="store_true", help="attach to its console once started (like xm create -c)")
     _add_json(p)
 

@@ -30,6 +30,7 @@ from dom0.errors import (
 from dom0.filedata import read_regular
 from dom0.hypervisor.libvirt import domxml
 from dom0.hypervisor.protocol import Console, LogText, UriChoice, guest_id, read_log_tail
+from dom0.hypervisor.xl import xmconfig
 from dom0.model import (
     DiskCounters,
     Guest,
@@ -342,11 +343,17 @@ class LibvirtHypervisor:
     # -- control --------------------------------------------------------------------------------------------
 
     def create(self, definition: str) -> Guest:
-        """Start a guest from libvirt XML without keeping the definition (`virsh create`, `xm create`)."""
+        """Start a guest from libvirt XML without keeping the definition (`virsh create`, `xm create`); on the Xen
+        driver from an xl.cfg or old xm config too, which libvirt turns into XML (`virsh domxml-from-native`)."""
         try:
             name = domxml.name_of(definition)
         except Exception as exc:
-            raise Dom0Error(f"not a libvirt domain definition: {exc}", "the file must be libvirt domain XML") from exc
+            if not self.is_xen:
+                raise Dom0Error(
+                    f"not a libvirt domain definition: {exc}", "the file must be libvirt domain XML"
+                ) from exc
+            definition = self._xml_from_xl(definition)
+            name = domxml.name_of(definition)
         if not name:
             raise Dom0Error("the definition has no <name>", "add <name>...</name> to the domain XML")
         try:
@@ -360,6 +367,12 @@ class LibvirtHypervisor:
         with _translated(f"cannot create guest {name!r}", "check the XML with `virt-xml-validate FILE`"):
             dom = self._conn.createXML(definition, 0)
             return _guest_from_domain(dom, dom.info())
+
+    def _xml_from_xl(self, text: str) -> str:
+        """The domain XML libvirt's Xen driver makes of an xl.cfg (an xm config is converted to one first)."""
+        xl = xmconfig.xl_text(text)
+        with _translated("libvirt cannot read the xl.cfg", "check the file with `xl create -n FILE`"):
+            return str(self._conn.domainXMLFromNative("xen-xl", xl, 0))
 
     def _control(self, ref: str, verb: str, call: Callable[[libvirt.virDomain], object], *, active: bool) -> None:
         dom = self._domain(ref)

@@ -27,6 +27,7 @@ from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor.protocol import LogText, UriChoice, guest_id, read_log_tail
 from dom0.hypervisor.xl import config as xlcfg
 from dom0.hypervisor.xl import parse as xlparse
+from dom0.hypervisor.xl import xmconfig
 from dom0.hypervisor.xl.parse import DomainConfig, ListRow, TopDomain
 from dom0.model import (
     DiskCounters,
@@ -273,7 +274,9 @@ class XlHypervisor:
     # -- control --------------------------------------------------------------------------------------------
 
     def create(self, definition: str) -> Guest:
-        """Start a guest from xl.cfg text (`xl create`); xl keeps no definition of it."""
+        """Start a guest from xl.cfg text, or an old xm config converted to it (`xl create`); xl keeps no
+        definition of it."""
+        definition = xmconfig.xl_text(definition)
         name = _cfg_name(definition)
         if not name:
             raise Dom0Error("the xl.cfg has no name=", 'add a line such as name = "web1"')

@@ -23,7 +23,7 @@ from dom0.model import Boot, BootKind, GuestConfig, GuestType
 Value: TypeAlias = "str | int | tuple[Value, ...]"
 
 SYNTAX_HINT = 'xl.cfg lines are KEY = VALUE, VALUE a "string", a number or a [list, of, values]; see xl.cfg(5)'
-PYTHON_HINT = "this looks like Python: an old xm config? `dom0.hypervisor.xl.xmconfig` reads those and converts them"
+PYTHON_HINT = "this looks like Python: an old xm config? `dom0 create FILE` starts a guest from one as it converts it"
 
 _TOKEN = re.compile(
     r"""

@@ -1,8 +1,12 @@
 """Old xm configs: Python files of `key = literal` lines, read without running them, mapped like xl.cfg.
 
-xend executed these files; dom0 never does. Only assignments of literal values (strings, numbers,
-True/False/None, lists and tuples, and `+` of such) are accepted. Anything else (calls, imports, names,
-conditions) is refused with the line it is on, because its value could only be known by running it.
+`dom0 create OLD.cfg` starts a guest from one on xl:// and on libvirt's Xen driver (`xl_text`): xl reads most xm
+configs itself, so a file the xl.cfg parser reads is passed on as it is; one it refuses (Python's True, `+`,
+semicolons, tuples) is converted to xl.cfg first.
+
+xend executed these files; dom0 never does. Only assignments of literal values (strings, numbers, True/False/None,
+lists and tuples, and `+` of such) are accepted. Anything else (calls, imports, names, conditions) is refused with
+the line it is on, because its value could only be known by running it.
 """
 
 from __future__ import annotations
@@ -219,3 +223,25 @@ def _xl_line(line: str) -> str:
     if not stripped or stripped.startswith("#"):
         return line if line.endswith("\n") else line + "\n"
     return "# " + line.rstrip("\n") + "\n"
+
+
+def _is_python(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def xl_text(text: str, source: str = "") -> str:
+    """The xl.cfg an xl toolstack is given for `text`: the text itself when xl.cfg's parser reads it, else the
+    xm config it is, converted. UsageError naming the line when it is neither (the xm reading's error when the
+    text is Python, so a config that computes its values hears that dom0 does not run Python)."""
+    try:
+        xlcfg.parse(text, source)
+        return text
+    except UsageError as not_xl:
+        try:
+            return xm_to_xl(text, source)
+        except UsageError as not_xm:
+            raise (not_xm if _is_python(text) else not_xl) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from unitkit import DATA
 
+from dom0 import run
+from dom0.cli.main import main
 from dom0.errors import UsageError
 from dom0.hypervisor.xl import config as xlcfg
 from dom0.hypervisor.xl import xmconfig as xmcfg
@@ -179,3 +182,89 @@ def test_fuzzed_xm_configs_give_a_config_or_a_usage_error(text: str) -> None:
     if error is not None:
         assert "\n" not in error.message
         assert error.hint
+
+
+# --- `dom0 create OLD.cfg` on xl:// ---------------------------------------------------------------------------
+
+XEN = DATA / "xen"
+# An xm config as xend read it: Python's True, a tuple, `+` and two settings on one line, none of which xl.cfg has.
+OLD_XM = (
+    "# web server, from the xend days\n"
+    "kernel = '/boot/vmlinuz-xen'\n"
+    "memory = 128\n"
+    "name = 'dom' + 'u'\n"
+    "disk = ('phy:/dev/vg0/domu,xvda,w',)\n"
+    "pae = True; acpi = True\n"
+)
+
+
+class RecordedXl:
+    """`xl` answering what it printed on a real Xen 4.17 dom0 before and after `xl create` of a guest named domu;
+    the file `xl create` was given is kept as xl read it."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def output(self, cmd: Sequence[str], *, timeout: float | None = None) -> str:
+        assert cmd[0] == "xl", cmd
+        args = tuple(cmd[1:])
+        if args[0] == "create":
+            self.created.append(Path(args[1]).read_text())
+            return ""
+        after = "-after-create" if self.created else ""
+        if args == ("list",):
+            return (XEN / f"xl-list{after}.txt").read_text()
+        if args == ("list", "-l"):
+            return (XEN / f"xl-list-l{after}.txt").read_text()
+        raise AssertionError(f"xl {' '.join(args)} was not expected")
+
+
+@pytest.fixture
+def xl(monkeypatch: pytest.MonkeyPatch) -> RecordedXl:
+    recorded = RecordedXl()
+    monkeypatch.setattr(run, "output", recorded.output)
+    monkeypatch.setattr(run, "available", lambda program: program == "xl")
+    return recorded
+
+
+def _create(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, str, str]:
+    rc = main(["-c", "xl://", "create", str(path)])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_create_starts_a_guest_from_an_old_xm_config(
+    xl: RecordedXl, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "domu.cfg"
+    old.write_text(OLD_XM)
+    rc, out, err = _create(capsys, old)
+    assert rc == 0, err
+    assert "created domu (ID 1)" in out
+    [given] = xl.created
+    assert given.startswith("# web server, from the xend days\n")  # the admin's comments come along
+    config = xlcfg.guest_config(xlcfg.parse(given))
+    assert (config.name, config.memory_mib) == ("domu", 128)
+    assert [d.source for d in config.disks] == ["/dev/vg0/domu"]
+    assert old.read_text() == OLD_XM  # the file itself is left as it was
+
+
+def test_create_gives_xl_an_xl_cfg_as_it_is(xl: RecordedXl, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = 'name = "domu"\nmemory = 128\nkernel = "/boot/vmlinuz-xen"  # xl reads this as xm did\n'
+    cfg = tmp_path / "domu.cfg"
+    cfg.write_text(text)
+    rc, _, err = _create(capsys, cfg)
+    assert rc == 0, err
+    assert xl.created == [text]
+
+
+def test_create_refuses_an_xm_config_that_runs_code(
+    xl: RecordedXl, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.cfg"
+    old.write_text("import os\nname = os.uname()[1]\n")
+    rc, _, err = _create(capsys, old)
+    assert rc == 2
+    assert err.splitlines()[0] == "dom0: error: xm config line 1: the config imports a module; dom0 does not run Python"
+    assert "Traceback" not in err
+    assert xl.created == []
