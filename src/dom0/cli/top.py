@@ -16,7 +16,7 @@ from dom0 import humanize
 from dom0.cli.session import check_seconds, hypervisor
 from dom0.cli.table import render
 from dom0.errors import UsageError
-from dom0.observe.top import DiskRate, GuestRates, NicRate, Sample, Sampler, as_json
+from dom0.observe.top import DiskRate, GuestRates, NicRate, Sample, Sampler, as_json, every
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -138,14 +138,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def _batch(sampler: Sampler, iterations: int, delay: float, *, as_json_lines: bool) -> None:
-    sampler.sample()
-    deadline = time.monotonic()
-    for _ in range(iterations):
-        # Deadlines rather than plain sleeps keep samples `delay` apart however long a reading takes.
-        deadline += delay
-        time.sleep(max(0.0, deadline - time.monotonic()))
-        sample = sampler.sample()
-        assert sample is not None  # the baseline was read above
+    for sample in every(sampler, iterations, delay):
         if as_json_lines:
             sys.stdout.write(json.dumps(as_json(sample)) + "\n")
         else:

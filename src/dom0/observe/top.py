@@ -6,7 +6,7 @@ Nothing here prints; dom0.cli.top draws the screen and the batch output from the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -294,6 +294,19 @@ class Sampler:
         return compare(
             last[0], counters, layout=self._layout, host_memory_kib=self._host_memory_kib, interval_s=now - last[1]
         )
+
+
+def every(sampler: Sampler, iterations: int, delay: float) -> Iterator[Sample]:
+    """`iterations` samples, `delay` seconds apart, after a first reading that only sets the baseline."""
+    sampler.sample()
+    deadline = time.monotonic()
+    for _ in range(iterations):
+        # Deadlines rather than plain sleeps keep samples `delay` apart however long a reading takes.
+        deadline += delay
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        sample = sampler.sample()
+        assert sample is not None  # the baseline was read above
+        yield sample
 
 
 def as_json(sample: Sample) -> dict[str, Any]:
