@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dom0.cli.progress import board
-from dom0.cli.session import hypervisor, print_json
+from dom0.cli.session import hypervisor, print_error, print_json
 from dom0.cli.table import render
 from dom0.hypervisor import Hypervisor
 from dom0.model import BarFactory
@@ -33,7 +32,7 @@ def _config(args: argparse.Namespace) -> HostConfig:
 def _sweep(directory: Path, dry_run: bool) -> None:
     """Finish or clear what interrupted runs left in the image directory, saying so on stderr; before connecting."""
     for note in fifo.sweep_leftovers(directory, dry_run=dry_run):
-        print(f"dom0: {note}", file=sys.stderr)
+        print_error(note, failed=False)
 
 
 def _print(args: argparse.Namespace, steps: list[Step], title: str, seconds: float | None) -> int:
@@ -60,7 +59,7 @@ def _print(args: argparse.Namespace, steps: list[Step], title: str, seconds: flo
     if seconds is not None:
         print(f"done in {seconds:.1f} s")
     for s in failed:
-        print(f"dom0: error: {s.error or s.name + ' ' + str(s.result)}", file=sys.stderr)
+        print_error(s.error or f"{s.name} {s.result}")
     return 1 if failed else 0
 
 
