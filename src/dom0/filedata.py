@@ -50,6 +50,13 @@ def open_regular(path: Path, missing_hint: str = "") -> int:
     except OSError as exc:
         hint = "a symlink that leads back to itself" if exc.errno == errno.ELOOP else "check the path and permissions"
         raise Dom0Error(f"cannot read {path}: {exc.strerror}", hint) from exc
+    return confirm_opened(fd, before, path)
+
+
+def confirm_opened(fd: int, before: os.stat_result, path: Path) -> int:
+    """`fd`, opened non-blocking on what `before` (a stat taken just before the open) showed to be a regular file,
+    once fstat shows it is that same file (so nothing swapped in between); made blocking for reading. Otherwise it
+    is closed and Dom0Error says the file changed."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
         os.close(fd)

@@ -35,7 +35,7 @@ from dom0.clone.definition import (
 from dom0.clone.macs import fresh_macs, fresh_uuid
 from dom0.clone.screen import DISK_TARGET, GUEST_NAME_HINT, screen, valid_guest_name
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
-from dom0.filedata import DEFINITION_LIMIT, JSON_LIMIT, kind_of
+from dom0.filedata import DEFINITION_LIMIT, JSON_LIMIT, confirm_opened, kind_of
 from dom0.hypervisor import Hypervisor
 from dom0.hypervisor.control import paused_while
 from dom0.model import BarFactory, DiskSource, GuestState, Progress, no_bar
@@ -219,12 +219,7 @@ class _ExportDir:
         if not stat.S_ISREG(before.st_mode):
             what = "a symlink" if stat.S_ISLNK(before.st_mode) else kind_of(before.st_mode)
             raise Dom0Error(f"{path} is {what}, not a file `dom0 export` wrote", "copy the export again, whole")
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
-            os.close(fd)
-            raise Dom0Error(f"{path} changed while it was opened", "run again once nothing is replacing it")
-        os.set_blocking(fd, True)
-        return fd
+        return confirm_opened(fd, before, path)
 
     def read(self, name: str, limit: int) -> bytes:
         """The whole file `name`, at most `limit` bytes."""
