@@ -1,4 +1,4 @@
-"""`dom0 export` / `dom0 import`: a guest carried to another host as a directory (the seed's removable media).
+"""`dom0 export` / `dom0 import`: a guest carried to another host as a directory (on a USB disk, say).
 
 Export writes DIR/NAME/: the definition, each disk's contents compressed with zstd (holes read as zeros, which
 cost almost nothing compressed), and manifest.json with sizes and SHA-256 checksums of both the raw contents and
