@@ -1,6 +1,6 @@
 """A copy's definition: the source's libvirt XML or xl.cfg with a new identity, new disks and new per-guest paths.
 
-This module is the one place that tells the two formats apart (`definition_format`), for clone, export and import
+Which format a definition is in, dom0.hypervisor.definition alone tells, for clone, export, import and create
 alike. Pure functions on the definition's text, no libvirt import. Everything a guest owns on the host (disk
 sources, console logs, channel sockets, NVRAM) gets a path of the clone's own; MACs and the UUID are new; what
 libvirt fills in at run time (interface target names, aliases, a fixed graphics port) is dropped so libvirt chooses
@@ -12,52 +12,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from pathlib import PurePosixPath
 
 from dom0.errors import Dom0Error
-from dom0.hypervisor import Hypervisor, is_xl_uri
+from dom0.hypervisor.definition import DefinitionFormat, definition_format
 from dom0.hypervisor.libvirt import domxml
 from dom0.hypervisor.xl import config as xlcfg
 from dom0.model import DiskSource
-
-
-class DefinitionFormat(StrEnum):
-    """The two kinds of guest definition dom0 copies; the value is the file extension an export gives it."""
-
-    LIBVIRT_XML = "xml"  # libvirt's domain XML (QEMU/KVM, Xen's libxl driver, test://)
-    XL_CFG = "cfg"  # xl's own config file, on xl://
-
-    @property
-    def file_name(self) -> str:
-        """The definition's file name in an export directory."""
-        return f"definition.{self.value}"
-
-    @classmethod
-    def named(cls, file_name: str) -> DefinitionFormat:
-        """The format an export's definition file declares by its name; ValueError for a name export never writes."""
-        for fmt in cls:
-            if fmt.file_name == file_name:
-                return fmt
-        raise ValueError(file_name)
-
-    @property
-    def words(self) -> str:
-        """How messages name the format."""
-        return "a libvirt domain XML" if self is DefinitionFormat.LIBVIRT_XML else "an xl.cfg"
-
-
-def definition_format(text: str) -> DefinitionFormat:
-    """Which format `text` is in: an XML document starts with '<' (its declaration, a comment or <domain>), which
-    no xl.cfg can (its lines are settings and # comments), so the first character past blanks decides."""
-    if text.lstrip("\ufeff \t\r\n").startswith("<"):
-        return DefinitionFormat.LIBVIRT_XML
-    return DefinitionFormat.XL_CFG
-
-
-def host_format(hv: Hypervisor) -> DefinitionFormat:
-    """The format `hv` defines guests from and hands out as editable definitions: xl.cfg on xl://, else XML."""
-    return DefinitionFormat.XL_CFG if is_xl_uri(hv.uri) else DefinitionFormat.LIBVIRT_XML
 
 
 @dataclass(frozen=True, slots=True)

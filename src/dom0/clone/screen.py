@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
-from dom0.clone.definition import DefinitionFormat
 from dom0.errors import Dom0Error, UsageError
+from dom0.hypervisor.definition import DefinitionFormat
 from dom0.hypervisor.xl import config as xlcfg
 from dom0.hypervisor.xl import spec as xlspec
 

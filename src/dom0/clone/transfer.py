@@ -23,21 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from dom0 import storage
-from dom0.clone.definition import (
-    CloneChange,
-    DefinitionFormat,
-    DiskRewrite,
-    clone_definition,
-    definition_format,
-    definition_macs,
-    host_format,
-)
+from dom0.clone.definition import CloneChange, DiskRewrite, clone_definition, definition_macs
 from dom0.clone.macs import fresh_macs, fresh_uuid
 from dom0.clone.screen import DISK_TARGET, GUEST_NAME_HINT, screen, valid_guest_name
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
 from dom0.filedata import DEFINITION_LIMIT, JSON_LIMIT, confirm_opened, kind_of
 from dom0.hypervisor import Hypervisor
 from dom0.hypervisor.control import paused_while
+from dom0.hypervisor.definition import DefinitionFormat, definition_format, host_format
 from dom0.model import BarFactory, DiskSource, GuestState, Progress, no_bar
 from dom0.saves import codec
 from dom0.saves.codec import Compression

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from dom0.hypervisor.definition import is_xl_uri
 from dom0.hypervisor.protocol import (
     MAX_GUEST_ID,
     Console,
@@ -48,11 +49,6 @@ def backend_errors() -> tuple[type[Exception], ...]:
 
 XL_URI = "xl://"
 LIBVIRT_SOCKET = "/run/libvirt/libvirt-sock"
-
-
-def is_xl_uri(uri: str) -> bool:
-    """Whether the URI names Xen's native xl toolstack (xl://, xl:///) rather than a libvirt driver."""
-    return uri == "xl" or uri.startswith("xl:")
 
 
 def choose_uri(

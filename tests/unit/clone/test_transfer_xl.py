@@ -17,7 +17,6 @@ from unitkit import DATA
 
 from dom0 import run
 from dom0.cli.main import main
-from dom0.clone.definition import DefinitionFormat, definition_format
 from dom0.hypervisor.xl import backend
 from dom0.hypervisor.xl import config as xlcfg
 
@@ -158,19 +157,3 @@ def test_an_xl_cfg_export_on_a_libvirt_host_is_refused_before_writing(
     assert "is an xl.cfg, and test:///default defines guests from a libvirt domain XML" in err
     assert "hint:" in err
     assert list(store.iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    ("text", "fmt"),
-    [
-        ("<domain type='kvm'><name>web</name></domain>", DefinitionFormat.LIBVIRT_XML),
-        ("\n  <?xml version='1.0'?>\n<domain/>", DefinitionFormat.LIBVIRT_XML),
-        ("<!-- edited by hand -->\n<domain/>", DefinitionFormat.LIBVIRT_XML),
-        ('name = "web"\n', DefinitionFormat.XL_CFG),
-        ('kernel = "/boot/vmlinuz"\nname = "web"\n', DefinitionFormat.XL_CFG),
-        ('\nmemory = 512\nname = "web"\n', DefinitionFormat.XL_CFG),
-        ("# web\nname = 'web'\n", DefinitionFormat.XL_CFG),
-    ],
-)
-def test_the_definition_format_is_told_from_the_text(text: str, fmt: DefinitionFormat) -> None:
-    assert definition_format(text) is fmt

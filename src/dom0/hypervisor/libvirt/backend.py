@@ -28,6 +28,7 @@ from dom0.errors import (
     HypervisorUnavailable,
 )
 from dom0.filedata import read_regular
+from dom0.hypervisor.definition import DefinitionFormat, definition_format
 from dom0.hypervisor.libvirt import domxml
 from dom0.hypervisor.protocol import Console, LogText, UriChoice, guest_id, read_log_tail
 from dom0.hypervisor.xl import xmconfig
@@ -345,15 +346,12 @@ class LibvirtHypervisor:
     def create(self, definition: str) -> Guest:
         """Start a guest from libvirt XML without keeping the definition (`virsh create`, `xm create`); on the Xen
         driver from an xl.cfg or old xm config too, which libvirt turns into XML (`virsh domxml-from-native`)."""
+        if self.is_xen and definition_format(definition) is DefinitionFormat.XL_CFG:
+            definition = self._xml_from_xl(definition)
         try:
             name = domxml.name_of(definition)
         except Exception as exc:
-            if not self.is_xen:
-                raise Dom0Error(
-                    f"not a libvirt domain definition: {exc}", "the file must be libvirt domain XML"
-                ) from exc
-            definition = self._xml_from_xl(definition)
-            name = domxml.name_of(definition)
+            raise Dom0Error(f"not a libvirt domain definition: {exc}", "the file must be libvirt domain XML") from exc
         if not name:
             raise Dom0Error("the definition has no <name>", "add <name>...</name> to the domain XML")
         try:

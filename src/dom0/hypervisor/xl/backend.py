@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from dom0 import run
 from dom0.errors import CommandError, Dom0Error, GuestNotFound, GuestStateError, HypervisorUnavailable
 from dom0.filedata import DEFINITION_LIMIT, read_regular
+from dom0.hypervisor.definition import DefinitionFormat, definition_format
 from dom0.hypervisor.protocol import LogText, UriChoice, guest_id, read_log_tail
 from dom0.hypervisor.xl import config as xlcfg
 from dom0.hypervisor.xl import parse as xlparse
@@ -276,6 +277,11 @@ class XlHypervisor:
     def create(self, definition: str) -> Guest:
         """Start a guest from xl.cfg text, or an old xm config converted to it (`xl create`); xl keeps no
         definition of it."""
+        if definition_format(definition) is DefinitionFormat.LIBVIRT_XML:
+            raise Dom0Error(
+                "this is a libvirt domain XML: xl:// starts guests from an xl.cfg",
+                "use -c xen:///system (libvirt's Xen driver), or `virsh domxml-to-native xen-xl FILE` for an xl.cfg",
+            )
         definition = xmconfig.xl_text(definition)
         name = _cfg_name(definition)
         if not name:

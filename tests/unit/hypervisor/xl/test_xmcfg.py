@@ -268,3 +268,14 @@ def test_create_refuses_an_xm_config_that_runs_code(
     assert err.splitlines()[0] == "dom0: error: xm config line 1: the config imports a module; dom0 does not run Python"
     assert "Traceback" not in err
     assert xl.created == []
+
+
+def test_create_refuses_a_libvirt_xml_on_xl(xl: RecordedXl, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The one format check tells xl:// a libvirt domain XML apart before xl sees it, and says where it belongs."""
+    xml = tmp_path / "web.xml"
+    xml.write_text("<domain type='xen'><name>web</name></domain>\n")
+    rc, _, err = _create(capsys, xml)
+    assert rc == 1
+    assert err.splitlines()[0] == "dom0: error: this is a libvirt domain XML: xl:// starts guests from an xl.cfg"
+    assert "xen:///system" in err
+    assert xl.created == []
