@@ -1,10 +1,9 @@
 """Reading files back: the one bounded, type-checked reader for a file named on the command line (or one dom0
-wrote itself), JSON documents, and whole-file checksums, with errors that say which file."""
+wrote itself) and JSON documents, with errors that say which file."""
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -13,7 +12,6 @@ from typing import Any
 
 from dom0.errors import Dom0Error
 
-CHUNK = 4 << 20
 # dom0's manifests are a few KiB; an export listing hundreds of disks stays far below this.
 JSON_LIMIT = 16 << 20
 # A guest definition (libvirt XML, xl.cfg, xm config) is a few KiB; anything this large is the wrong file.
@@ -92,12 +90,3 @@ def read_json(path: Path, missing_hint: str) -> Any:
     except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise Dom0Error(f"cannot read {path}: not valid JSON ({reason})", "give a file dom0 wrote") from exc
-
-
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of the whole file, hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dom0.cli.progress import board
-from dom0.cli.session import hypervisor, print_error, print_json
+from dom0.cli.session import hypervisor, print_error, print_json, print_notes
 from dom0.cli.table import render
 from dom0.hypervisor import Hypervisor
 from dom0.model import BarFactory
@@ -27,12 +27,6 @@ def _config(args: argparse.Namespace) -> HostConfig:
     if args.dir:
         config = replace(config, directory=Path(args.dir))
     return config
-
-
-def _sweep(directory: Path, dry_run: bool) -> None:
-    """Finish or clear what interrupted runs left in the image directory, saying so on stderr; before connecting."""
-    for note in fifo.sweep_leftovers(directory, dry_run=dry_run):
-        print_error(note, failed=False)
 
 
 def _print(args: argparse.Namespace, steps: list[Step], title: str, seconds: float | None) -> int:
@@ -82,7 +76,7 @@ def _run(
 ) -> int:
     """Plan every guest's step (and stop there with --dry-run), apply them, print each guest's result."""
     config = _config(args)
-    _sweep(config.directory, args.dry_run)
+    print_notes(fifo.sweep_leftovers(config.directory, dry_run=args.dry_run))
     with hypervisor(args) as hv:
         plans, steps = plan(hv, config, args.guests)
         if args.dry_run:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dom0.cli.progress import board
-from dom0.cli.session import hypervisor, print_error, print_json
+from dom0.cli.session import hypervisor, print_error, print_json, print_notes
 from dom0.cli.table import render
 from dom0.errors import UsageError
 from dom0.humanize import size as size_iec
@@ -40,7 +40,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     """Save guests' memory to compressed images; they stop once their image is on disk."""
     directory = Path(args.dir)
     kind, level = _check_arguments(args)
-    _sweep(directory, args.dry_run)
+    print_notes(fifo.sweep_leftovers(directory, dry_run=args.dry_run))
     with hypervisor(args) as hv:
         refs = None if args.all else args.guests
         planned = batch.plan_saves(hv, refs, directory, kind, level, jobs=args.jobs, replace=args.replace)
@@ -53,12 +53,6 @@ def cmd_save(args: argparse.Namespace) -> int:
         with board(not args.json) as progress:
             outcomes = batch.save_all(hv, planned.plans, planned.options, planned.jobs, progress.bar)
         return _report_saves(args, outcomes, directory, time.monotonic() - started)
-
-
-def _sweep(directory: Path, dry_run: bool) -> None:
-    """Finish or clear what interrupted runs left in `directory`, saying so on stderr; before connecting."""
-    for note in fifo.sweep_leftovers(directory, dry_run=dry_run):
-        print_error(note, failed=False)
 
 
 def _print_save_plan(args: argparse.Namespace, planned: batch.SaveBatch) -> int:
@@ -144,7 +138,9 @@ def _images(args: argparse.Namespace) -> list[Path]:
         raise UsageError("give images or --all DIR, not both")
     _check_jobs(args)
     if args.all:
-        _sweep(Path(args.all), args.dry_run)  # first: a complete save it left becomes restorable
+        print_notes(
+            fifo.sweep_leftovers(Path(args.all), dry_run=args.dry_run)
+        )  # first: a complete save it left becomes restorable
         return manifest.find(Path(args.all))
     if not args.files:
         raise UsageError("name the images (or their NAME.manifest.json) to restore, or --all DIR")

@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -64,6 +64,12 @@ def print_error(message: str, hint: str = "", *, failed: bool = True) -> None:
     print(f"dom0: {'error: ' if failed else ''}{message}", file=sys.stderr)
     if hint:
         print(f"  hint: {hint}", file=sys.stderr)
+
+
+def print_notes(notes: Iterable[str]) -> None:
+    """Notes that do not fail the command (what a sweep of leftovers did, for example), one `dom0: ` line each."""
+    for note in notes:
+        print_error(note, failed=False)
 
 
 def print_json(value: Any) -> None:

@@ -258,11 +258,6 @@ class XlConfig:
         """The line of each key's last setting, for error messages."""
         return {s.key: s.line for s in self._settings()}
 
-    def line_of(self, key: str) -> int:
-        """The line of the key's last setting (0 when absent), for error messages."""
-        lines = [s.line for s in self._settings() if s.key == key]
-        return lines[-1] if lines else 0
-
     def set(self, key: str, value: Value) -> None:
         """Give `key` this value: its last setting is rewritten in place, others for it go; new keys go last."""
         if not re.fullmatch(r"[a-z][_0-9a-z]*", key):
