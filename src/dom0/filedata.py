@@ -23,6 +23,7 @@ _KINDS = (
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symlink"),  # seen only through lstat or O_NOFOLLOW, where a link is not followed
 )
 
 

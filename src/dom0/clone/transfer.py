@@ -210,7 +210,7 @@ class _ExportDir:
         except OSError as exc:
             raise Dom0Error(f"cannot read {path}: {exc.strerror}", "check the export's permissions") from exc
         if not stat.S_ISREG(before.st_mode):
-            what = "a symlink" if stat.S_ISLNK(before.st_mode) else kind_of(before.st_mode)
+            what = kind_of(before.st_mode)
             raise Dom0Error(f"{path} is {what}, not a file `dom0 export` wrote", "copy the export again, whole")
         return confirm_opened(fd, before, path)
 

@@ -91,7 +91,7 @@ def check_target(path: Path, *, link: bool = False) -> None:
         raise Dom0Error(f"cannot look at {path}: {exc.strerror}") from exc
     if stat.S_ISREG(mode) or (link and stat.S_ISLNK(mode)):
         return
-    what = "a symbolic link" if stat.S_ISLNK(mode) else kind_of(mode)
+    what = kind_of(mode)
     raise Dom0Error(
         f"{path} is {what}: dom0 would replace it with the guest's file",
         "move it out of the way, or give -o another directory",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dom0.errors import Dom0Error, UsageError
+from dom0.filedata import kind_of
 
 QCOW2_MAGIC = b"QFI\xfb"
 # A backing chain longer than this is almost certainly a loop that realpath could not see (or a mistake).
@@ -277,22 +278,6 @@ def _shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
-def _type_word(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISLNK(mode):
-        return "a symlink"
-    return "not a regular file"
-
-
 def _os_error(path: Path | str, exc: OSError) -> Dom0Error:
     if isinstance(exc, PermissionError):
         return Dom0Error(f"cannot read {path}: permission denied", "run as root or add read permission to the image")
@@ -447,7 +432,7 @@ def _open_backing(link: _Link, here: str, backing: str, roots: list[str]) -> tup
         raise _os_error(real, exc) from exc
     if not stat.S_ISREG(before.st_mode):
         raise Dom0Error(
-            f"{link.name}: qcow2 backing file {shown} is {_type_word(before.st_mode)}, not an image file",
+            f"{link.name}: qcow2 backing file {shown} is {kind_of(before.st_mode)}, not an image file",
             "fix it with qemu-img rebase -u -b FILE; if the file is a raw disk, say --format raw",
         )
     fd = _open_fd(real, os.O_NOFOLLOW)
@@ -566,7 +551,7 @@ def open_image(path: str | Path, *, format: str | None = None, backing_dirs: Seq
         )
     if not stat.S_ISREG(st.st_mode) and not stat.S_ISBLK(st.st_mode):
         raise Dom0Error(
-            f"{p} is {_type_word(st.st_mode)}, not a disk image", "give an image file or a block device (an LV)"
+            f"{p} is {kind_of(st.st_mode)}, not a disk image", "give an image file or a block device (an LV)"
         )
     fd = _open_fd(p)
     try:
