@@ -172,6 +172,13 @@ def _add_transfer(command: Callable[[str, str, str], argparse.ArgumentParser]) -
     p.add_argument("dir", metavar="DIR", help="the exported DIR/NAME directory")
     p.add_argument("--name", metavar="N", help="a new name (then also a new UUID and MACs)")
     p.add_argument("--storage", metavar="DIR|VG", help="where the disks go (default /var/lib/libvirt/images)")
+    p.add_argument(
+        "--boot-dir",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="keep a kernel/initrd the definition names when it is a file of this host in DIR (repeatable)",
+    )
     p.add_argument("-n", "--dry-run", action="store_true", help="check the export and show the plan")
     _add_json(p)
 

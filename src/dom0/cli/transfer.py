@@ -38,7 +38,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     from dom0.clone.transfer import apply_import, plan_import
 
     with hypervisor(args) as hv:
-        plan = plan_import(hv, Path(args.dir), name=args.name or "", storage_at=args.storage or "")
+        plan = plan_import(
+            hv,
+            Path(args.dir),
+            name=args.name or "",
+            storage_at=args.storage or "",
+            boot_dirs=[Path(d) for d in args.boot_dir],
+        )
         if args.dry_run or not args.json:
             rows = [(d.target, size(d.size_bytes), dest) for d, dest in plan.destinations]
             print(f"import {plan.manifest.name} as {plan.name} (UUID {plan.uuid}):")

@@ -61,6 +61,21 @@ def per_guest_path(path: str, old_name: str, new_name: str) -> str:
     return str(p.with_name(f"{new_name}-{p.name}"))
 
 
+def place_logs(xml: str, path: str) -> str:
+    """The definition with every serial, console, channel or parallel <log> that names no file logging to `path`
+    (import strips an export's log paths: where a guest's console is written on this host is this host's choice)."""
+    root = ET.fromstring(xml)
+    devices = root.find("devices")
+    placed = False
+    for tag in _FILE_SOURCES:
+        for dev in devices.findall(tag) if devices is not None else ():
+            for log in dev.findall("log"):
+                if not log.get("file"):
+                    log.set("file", path)
+                    placed = True
+    return ET.tostring(root, encoding="unicode") + "\n" if placed else xml
+
+
 def clone_xml(xml: str, change: CloneChange) -> ClonedDefinition:
     """The clone's domain XML."""
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from dom0.errors import Dom0Error, UsageError
@@ -35,6 +35,16 @@ _ALWAYS_REFUSED = ("filesystem", "hostdev", "smartcard", "shmem")
 _PATH_ATTRS = ("file", "dir", "path", "socket", "evdev", "template")
 _LISTED_DISK_KEEP = ("driver", "target", "address", "boot", "serial", "wwn", "blockio", "iotune", "geometry", "alias")
 _SHOWN = 6  # refused items named in the one-line error
+
+
+# Asked of a kernel, initrd or device tree path a definition names: whether this host's administrator vouched for it
+# (`dom0 import --boot-dir DIR`). Screening itself reads no host file.
+BootFileCheck = Callable[[str], bool]
+
+
+def no_boot_files(path: str) -> bool:
+    """No direct-boot file is vouched for: every kernel or initrd path a definition names is refused."""
+    return False
 
 
 def valid_guest_name(name: str) -> bool:
@@ -70,8 +80,8 @@ class _Findings:
         more = f" and {len(self.refused) - _SHOWN} more" if len(self.refused) > _SHOWN else ""
         raise Dom0Error(
             f"{source} names host files or devices the export does not carry: {shown}{more}",
-            "remove them from the guest's definition on the source host and export it again "
-            "(add them back here by hand after the import if this host should really give them)",
+            "remove them from the guest's definition on the source host and export it again; a kernel or initrd "
+            "this host has in the same place is kept with --boot-dir DIR",
         )
 
 
@@ -79,14 +89,21 @@ def _firmware(path: str) -> bool:
     return bool(_FIRMWARE.fullmatch(path)) and posixpath.normpath(path) == path and "/../" not in path
 
 
-def screen(text: str, fmt: DefinitionFormat, targets: Collection[str], source: str) -> Screened:
+def screen(
+    text: str, fmt: DefinitionFormat, targets: Collection[str], source: str, boot_file: BootFileCheck = no_boot_files
+) -> Screened:
     """The definition, in format `fmt`, screened for import: `screen_xml` or `screen_xl`."""
     if fmt is DefinitionFormat.XL_CFG:
-        return screen_xl(text, targets, source)
-    return screen_xml(text, targets, source)
+        return screen_xl(text, targets, source, boot_file)
+    return screen_xml(text, targets, source, boot_file)
 
 
-def screen_xml(xml: str, targets: Collection[str], source: str = "the export's definition") -> Screened:
+def screen_xml(
+    xml: str,
+    targets: Collection[str],
+    source: str = "the export's definition",
+    boot_file: BootFileCheck = no_boot_files,
+) -> Screened:
     """The definition with the manifest's disks (by target) bare of sources, ready for clone_xml to give them theirs.
 
     Dom0Error naming everything refused; the notes say what was dropped for the host's defaults.
@@ -104,11 +121,13 @@ def screen_xml(xml: str, targets: Collection[str], source: str = "the export's d
     for node in root.findall("resource"):
         root.remove(node)
         found.note("resource partition dropped: this host's default applies")
-    _os(root, found)
+    kept = _os(root, found, boot_file)
     devices = root.find("devices")
     if devices is not None:
         _devices(devices, set(targets), found)
     for parent, node in _walk(root):
+        if node in kept:
+            continue
         if node.tag.startswith("{"):
             found.refuse(f"<{_tag(node)}> (hypervisor pass-through settings)")
             parent.remove(node)
@@ -148,7 +167,10 @@ def _drop_everywhere(root: ET.Element, tag: str, found: _Findings, note: str) ->
             found.note(note)
 
 
-def _os(root: ET.Element, found: _Findings) -> None:
+def _os(root: ET.Element, found: _Findings, boot_file: BootFileCheck) -> list[ET.Element]:
+    """Screen <os> and the bootloader; the kernel, initrd and dtb nodes kept because the administrator vouched for
+    them (`boot_file`)."""
+    kept: list[ET.Element] = []
     for parent in list(root.iter()):
         for emulator in parent.findall("emulator"):
             found.note(f"emulator {(emulator.text or '').strip()!r} dropped: this host's default is used")
@@ -157,8 +179,12 @@ def _os(root: ET.Element, found: _Findings) -> None:
     if os_node is not None:
         for tag in ("kernel", "initrd", "dtb"):
             for node in os_node.findall(tag):
-                if (node.text or "").strip():
-                    found.refuse(f"{tag} {(node.text or '').strip()!r}")
+                path = (node.text or "").strip()
+                if path and boot_file(path):
+                    kept.append(node)
+                    found.note(f"{tag} {path!r} kept: this host's file, in a --boot-dir")
+                elif path:
+                    found.refuse(f"{tag} {path!r}")
         for loader in os_node.findall("loader"):
             path = (loader.text or "").strip()
             if path and not _firmware(path):
@@ -183,6 +209,7 @@ def _os(root: ET.Element, found: _Findings) -> None:
     for args in root.findall("bootloader_args"):
         root.remove(args)
         found.note(f"bootloader arguments {(args.text or '').strip()!r} dropped")
+    return kept
 
 
 def _source_of(node: ET.Element) -> str:
@@ -232,8 +259,8 @@ def _devices(devices: ET.Element, targets: set[str], found: _Findings) -> None:
     for tag in ("serial", "console", "channel", "parallel"):
         for dev in devices.findall(tag):
             for log in dev.findall("log"):
-                found.note(f"{tag} log {log.get('file', '')!r} dropped: libvirt's own log applies")
-                dev.remove(log)
+                # Kept without its path: import gives it one of this host's (clone/definition.place_logs).
+                found.note(f"{tag} log {log.attrib.pop('file', '')!r}: a log file of this host's instead")
             kind = dev.get("type", "pty")
             if kind in _CHAR_HOST_TYPES:
                 found.refuse(f"{tag} of type {kind} ({_source_of(dev)!r})")
@@ -264,7 +291,13 @@ _XL_SAFE = frozenset(
 _HOST_PATH = re.compile(r"(^|[=:,\s])/")
 
 
-def screen_xl(text: str, targets: Collection[str], source: str = "the export's xl.cfg") -> Screened:
+# The xl.cfg settings naming a file for direct kernel boot, kept only when the administrator vouches for it.
+_XL_BOOT_FILES = frozenset(("kernel", "ramdisk", "device_tree"))
+
+
+def screen_xl(
+    text: str, targets: Collection[str], source: str = "the export's xl.cfg", boot_file: BootFileCheck = no_boot_files
+) -> Screened:
     """The xl.cfg with only settings that name nothing on the host; Dom0Error naming what is refused."""
     try:
         doc = xlcfg.parse(text, source)
@@ -272,8 +305,12 @@ def screen_xl(text: str, targets: Collection[str], source: str = "the export's x
     except UsageError as exc:
         raise Dom0Error(exc.message, exc.hint) from exc
     found = _Findings()
-    for key in values:
-        if key not in _XL_SAFE:
+    kept: set[str] = set()
+    for key, value in values.items():
+        if key in _XL_BOOT_FILES and isinstance(value, str) and boot_file(value):
+            kept.add(key)
+            found.note(f"{key} {value!r} kept: this host's file, in a --boot-dir")
+        elif key not in _XL_SAFE:
             found.refuse(f"setting {key}")
     left = set(targets)
     for spec in _xl_strings(values.get("disk")):
@@ -308,7 +345,7 @@ def screen_xl(text: str, targets: Collection[str], source: str = "the export's x
             if value not in ("pty", "tablet", "mouse", "keyboard", "none", ""):
                 found.refuse(f"{key} {value!r}")
     for key, setting in values.items():
-        if key in ("disk", "bootloader", "bootloader_args"):
+        if key in ("disk", "bootloader", "bootloader_args") or key in kept:
             continue
         for item in _xl_strings(setting):
             if _HOST_PATH.search(item):

@@ -16,16 +16,16 @@ import os
 import random
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dom0 import storage
-from dom0.clone.definition import CloneChange, DiskRewrite, clone_definition, definition_macs
+from dom0.clone.definition import CloneChange, DiskRewrite, clone_definition, definition_macs, place_logs
 from dom0.clone.macs import fresh_macs, fresh_uuid
-from dom0.clone.screen import DISK_TARGET, GUEST_NAME_HINT, screen, valid_guest_name
+from dom0.clone.screen import DISK_TARGET, GUEST_NAME_HINT, BootFileCheck, screen, valid_guest_name
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError, UsageError
 from dom0.filedata import DEFINITION_LIMIT, JSON_LIMIT, confirm_opened, kind_of
 from dom0.hypervisor import Hypervisor
@@ -361,11 +361,37 @@ class ImportPlan:
     notes: tuple[str, ...] = ()  # what the definition had that this host's defaults replace
 
 
+def boot_file_check(boot_dirs: Sequence[Path]) -> BootFileCheck:
+    """Whether a direct-boot path lies, once symlinks and `..` are resolved, inside a directory the administrator
+    named, and is a regular file there."""
+    roots = [os.path.realpath(d) for d in boot_dirs]
+
+    def vouched(path: str) -> bool:
+        if not roots or not path.startswith("/"):
+            return False
+        real = os.path.realpath(path)
+        if not any(real.startswith(root.rstrip("/") + "/") for root in roots):
+            return False
+        try:
+            return stat.S_ISREG(os.stat(real).st_mode)
+        except OSError:
+            return False
+
+    return vouched
+
+
 def plan_import(
-    hv: Hypervisor, directory: Path, *, name: str = "", storage_at: str = "", rng: random.Random | None = None
+    hv: Hypervisor,
+    directory: Path,
+    *,
+    name: str = "",
+    storage_at: str = "",
+    boot_dirs: Sequence[Path] = (),
+    rng: random.Random | None = None,
 ) -> ImportPlan:
     """Check the export (every checksum, every path its definition names) and decide where everything goes;
-    nothing is written."""
+    nothing is written. A kernel, initrd or device tree the definition names is kept only when it is a regular
+    file of this host inside one of `boot_dirs` (the administrator's word); any other host path is refused."""
     if name and not valid_guest_name(name):
         raise UsageError(f"--name {name[:80]!r} cannot be a guest name", GUEST_NAME_HINT)
     with _ExportDir(directory) as export:
@@ -383,7 +409,7 @@ def plan_import(
     except UnicodeDecodeError as exc:
         raise Dom0Error(f"{source} is not text (byte {exc.start} is not UTF-8)", "copy the export again") from exc
     fmt, notes = _format_of(definition, manifest.definition, source)
-    screened = screen(definition, fmt, [d.target for d in manifest.disks], source)
+    screened = screen(definition, fmt, [d.target for d in manifest.disks], source, boot_file_check(boot_dirs))
     if fmt is not host_format(hv):
         raise Dom0Error(
             f"{source} is {fmt.words}, and {hv.uri} defines guests from {host_format(hv).words}",
@@ -420,6 +446,9 @@ def plan_import(
         disks={d.target: DiskRewrite(dest, bool(vg), "raw") for d, dest in destinations},
     )
     text = clone_definition(screened.text, change).text
+    if fmt is DefinitionFormat.LIBVIRT_XML:
+        logs = Path("/var/log/libvirt") if vg else folder  # beside the disks when they are files
+        text = place_logs(text, str(logs / f"{new_name}-console.log"))
     return ImportPlan(
         directory, manifest, new_name, new_uuid, macs, tuple(destinations), vg, text, (*notes, *screened.notes)
     )  # fmt: skip

@@ -9,17 +9,20 @@ import hashlib
 import json
 import os
 import resource
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import zstandard
-from exportkit import DISK, URI, UUID, definition_xml, make_export, manifest_doc
+from exportkit import DISK, GOOD_DEVICES, URI, UUID, definition_xml, make_export, manifest_doc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from unitkit import Result, dom0
 
-from dom0.clone.transfer import ExportManifest
+from dom0.clone.screen import screen_xl
+from dom0.clone.transfer import ExportManifest, boot_file_check, plan_import
 from dom0.errors import Dom0Error
+from dom0.hypervisor import UriChoice, connect
 
 
 @pytest.fixture
@@ -134,6 +137,73 @@ def test_an_xl_cfg_naming_a_host_kernel_is_refused(tmp_path: Path, store: Path) 
     doc["definition"] = "definition.cfg"
     (export / "manifest.json").write_text(json.dumps(doc))
     _refused(_import(export, store), store, "setting kernel")
+
+
+def _boot_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A host directory of kernels the administrator vouches for, one kernel in it, and one outside it."""
+    boot = tmp_path / "kernels"
+    boot.mkdir()
+    inside = boot / "vmlinuz"
+    inside.write_bytes(b"kernel")
+    outside = tmp_path / "vmlinuz-elsewhere"
+    outside.write_bytes(b"kernel")
+    return boot, inside, outside
+
+
+def test_a_kernel_in_a_boot_dir_the_admin_names_is_kept(tmp_path: Path, store: Path) -> None:
+    boot, kernel, _ = _boot_files(tmp_path)
+    export = make_export(tmp_path, definition_xml(os_extra=f"<kernel>{kernel}</kernel><cmdline>ro</cmdline>"))
+    refused = _import(export, store)
+    _refused(refused, store, f"kernel '{kernel}'")
+    assert "--boot-dir" in refused.err.splitlines()[1]
+    r = _import(export, store, "--boot-dir", str(boot), "--dry-run")
+    assert r.rc == 0, r.err
+    assert f"kernel '{kernel}' kept: this host's file, in a --boot-dir" in r.out
+
+
+@pytest.mark.parametrize("where", ["outside", "dotdot", "symlink out", "missing", "directory"])
+def test_a_boot_dir_vouches_only_for_the_files_inside_it(where: str, tmp_path: Path, store: Path) -> None:
+    boot, _, outside = _boot_files(tmp_path)
+    (boot / "out").symlink_to(outside)
+    (boot / "subdir").mkdir()
+    path = {
+        "outside": str(outside),
+        "dotdot": f"{boot}/../{outside.name}",
+        "symlink out": f"{boot}/out",
+        "missing": f"{boot}/nothing",
+        "directory": f"{boot}/subdir",
+    }[where]
+    export = make_export(tmp_path, definition_xml(os_extra=f"<kernel>{path}</kernel>"))
+    _refused(_import(export, store, "--boot-dir", str(boot)), store, f"kernel '{path}'")
+
+
+def test_an_xl_cfg_kernel_and_ramdisk_in_a_boot_dir_are_kept(tmp_path: Path) -> None:
+    boot, kernel, outside = _boot_files(tmp_path)
+    initrd = boot / "initrd.img"
+    initrd.write_bytes(b"initrd")
+    vouched = boot_file_check([boot])
+    cfg = f'name = "web"\nkernel = "{kernel}"\nramdisk = "{initrd}"\ndisk = ["/x/web.img,raw,xvda,rw"]\n'
+    screened = screen_xl(cfg, ["xvda"], boot_file=vouched)
+    assert f'kernel = "{kernel}"' in screened.text
+    assert f"ramdisk '{initrd}' kept: this host's file, in a --boot-dir" in screened.notes
+    with pytest.raises(Dom0Error, match="setting kernel"):
+        screen_xl(cfg.replace(str(kernel), str(outside)), ["xvda"], boot_file=vouched)
+
+
+def test_a_serial_log_the_export_names_becomes_this_hosts_own(tmp_path: Path, store: Path) -> None:
+    """A log path in an export would have virtlogd write the guest's console into any host file: import keeps the
+    log but puts it beside the imported disks, under the new name."""
+    serial = "<serial type='pty'><log file='/etc/shadow' append='on'/><target port='0'/></serial>"
+    export = make_export(
+        tmp_path, definition_xml(GOOD_DEVICES.replace("<serial type='pty'><target port='0'/></serial>", serial))
+    )
+    with contextlib.closing(connect(UriChoice(URI, "test"))) as hv:
+        plan = plan_import(hv, export, name="imported", storage_at=str(store))
+    assert "/etc/shadow" not in plan.definition
+    log = ET.fromstring(plan.definition).find("devices/serial/log")
+    assert log is not None
+    assert (log.get("file"), log.get("append")) == (f"{store}/imported-console.log", "on")
+    assert "serial log '/etc/shadow': a log file of this host's instead" in plan.notes
 
 
 # -- item: decompression bombs ---------------------------------------------------------------------------------
