@@ -271,7 +271,7 @@ def write(bundle: Bundle, path: Path) -> list[str]:
     mtime = bundle.taken_at.timestamp()
     names = []
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
             directories = {top} | {str(parent) for n in members for parent in Path(top, n).parents if parent.parts}
             for directory in sorted(directories):
