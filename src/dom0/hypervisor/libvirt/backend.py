@@ -31,7 +31,6 @@ from dom0.filedata import read_regular
 from dom0.hypervisor.definition import DefinitionFormat, definition_format
 from dom0.hypervisor.libvirt import domxml
 from dom0.hypervisor.protocol import Console, LogText, UriChoice, guest_id, read_log_tail
-from dom0.hypervisor.xl import xmconfig
 from dom0.model import (
     DiskCounters,
     Guest,
@@ -368,6 +367,10 @@ class LibvirtHypervisor:
 
     def _xml_from_xl(self, text: str) -> str:
         """The domain XML libvirt's Xen driver makes of an xl.cfg (an xm config is converted to one first)."""
+        # Imported here: only `create` of a non-XML file on Xen needs the xl.cfg parsers, and every other dom0 run
+        # through libvirt would pay for loading them (noticeable in an emulated Xen dom0).
+        from dom0.hypervisor.xl import xmconfig
+
         xl = xmconfig.xl_text(text)
         with _translated("libvirt cannot read the xl.cfg", "check the file with `xl create -n FILE`"):
             return str(self._conn.domainXMLFromNative("xen-xl", xl, 0))
