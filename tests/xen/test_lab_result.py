@@ -61,6 +61,15 @@ def test_a_dynamic_loader_assertion_counts_as_a_crash_under_emulation(tmp_path: 
     assert r.crashes[0].startswith("xl: E   dom0: error: cannot list guests: Inconsistency detected by ld.so")
 
 
+def test_a_heap_check_abort_of_xl_counts_as_a_crash_under_emulation(tmp_path: Path) -> None:
+    out = _outputs(tmp_path, None)
+    (out / "pytest-xl.txt").write_text(
+        "E           dom0: error: cannot create guest 'dom0test-xl-pvh': corrupted double-linked list\n"
+    )
+    r = _result({"xl": out}, [], {})
+    assert [c.split(": ", 1)[0] for c in r.crashes] == ["xl"]
+
+
 def test_an_ordinary_failure_is_no_crash(tmp_path: Path) -> None:
     r = _result({"xl": _outputs(tmp_path, None)}, [], {})
     assert r.crashes == []
