@@ -34,3 +34,24 @@ def size(n: float) -> str:
 def rate(bytes_per_second: float) -> str:
     """A transfer rate, e.g. '3.1 MiB/s'."""
     return f"{size(bytes_per_second)}/s"
+
+
+_SIZE_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'512M', '1.5G', '2GiB', '768' (MiB, as xl's memory= and virsh setmem --size 768M) -> bytes.
+
+    ValueError names what was wrong; the caller says which option it was.
+    """
+    spelled = text.strip().lower().removesuffix("b").removesuffix("i")
+    number, unit = spelled, ""
+    if spelled and spelled[-1] in "kmgt":
+        number, unit = spelled[:-1], spelled[-1]
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size (like 512M, 1.5G or 768 for MiB)") from None
+    if not (value >= 0 and value < 1 << 50):
+        raise ValueError(f"{text!r} is not a size (like 512M, 1.5G or 768 for MiB)")
+    return int(value * _SIZE_UNITS[unit])

@@ -261,3 +261,53 @@ _SAVE_FORMAT_WORDS = {
     SaveFormat.LIBXL: "libvirt's Xen (libxl) driver",
     SaveFormat.XL: "Xen's xl toolstack",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class BalloonReport:
+    """A running guest's memory as the hypervisor and the guest's balloon driver last reported it.
+
+    KiB or counts, cumulative since the guest booted; None where nothing was reported, never a made-up 0. The
+    guest-side figures (unused, available, usable, swap, faults, disk caches) exist only while the guest runs a
+    balloon driver and the hypervisor polls it (libvirt's stats period); `rss_kib` is the QEMU process's resident
+    memory; `last_update` is when the guest last answered (seconds, the host's clock).
+    """
+
+    current_kib: int | None = None
+    maximum_kib: int | None = None
+    unused_kib: int | None = None
+    available_kib: int | None = None
+    usable_kib: int | None = None
+    disk_caches_kib: int | None = None
+    swap_in_kib: int | None = None
+    swap_out_kib: int | None = None
+    major_faults: int | None = None
+    minor_faults: int | None = None
+    rss_kib: int | None = None
+    last_update: int | None = None
+
+    @property
+    def from_guest(self) -> bool:
+        """Whether the guest's own driver reported anything (not only the hypervisor's balloon size)."""
+        return self.usable_kib is not None or self.unused_kib is not None or self.available_kib is not None
+
+
+class StatsSource(StrEnum):
+    """Whether and how a guest can tell the host about its memory use."""
+
+    POLLED = "polled"  # a balloon device with the stats period on: the guest's driver answers (if loaded)
+    PERIOD_OFF = "period-off"  # a balloon device, but the hypervisor does not ask it (stats period 0)
+    NO_DEVICE = "no-device"  # the guest has no balloon device (libvirt <memballoon model='none'/>)
+    UNSUPPORTED = "unsupported"  # the hypervisor keeps no guest-side statistics (Xen)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestMemory:
+    """One reading of a running guest's memory, taken at `taken_at` (a monotonic clock, seconds)."""
+
+    guest: Guest
+    report: BalloonReport
+    source: StatsSource
+    stats_period_s: int = 0
+    host_pid: int | None = None  # the host process that holds the guest's memory (QEMU), where known
+    taken_at: float = 0.0

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("guests", nargs="*", metavar="GUEST", help="only these guests")
     _add_json(p)
 
+    _add_memory(sub, command)
+
     p = command("explain", "dom0.cli.explain:cmd_explain", "explain a state letter, a Xen VBD number or a device")
     p.add_argument("word", metavar="WORD", help="r b p s c d, '-b----', 5696, 0x1640, 22:64, hdd, xvda1")
     _add_json(p)
@@ -91,6 +93,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_host(sub)
     _add_image(sub)
     return parser
+
+
+def _add_memory(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    command: Callable[[str, str, str], argparse.ArgumentParser],
+) -> None:
+    text = "each guest's memory as it uses it (balloon statistics), the host's, and a verdict in words"
+    mem = sub.add_parser("mem", help=text, description=text + "; `dom0 mem set GUEST SIZE` moves a balloon")
+    mem.set_defaults(handler="dom0.cli.memory:cmd_mem")
+    mem.add_argument("guests", nargs="*", metavar="GUEST", help="only these guests")
+    mem.add_argument("-w", "--watch", type=float, metavar="SECONDS", help="read again every SECONDS until Ctrl-C")
+    mem.add_argument(
+        "--sample", type=float, default=1.0, metavar="SECONDS", help="time between the two readings rates come from"
+    )
+    mem.add_argument("--force", action="store_true", help="mem set: go below what the guest reports as used")
+    mem.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="mem set: how long to wait for the balloon (30)"
+    )
+    _add_json(mem)
+
+    p = command(
+        "plan", "dom0.cli.memory:cmd_plan", "how many more guests fit, who can give memory back, who needs more"
+    )
+    p.add_argument(
+        "--guest-memory", metavar="SIZE", help="size of one more guest (default: the median guest's maximum)"
+    )
+    p.add_argument("--reserve", metavar="SIZE", help="memory kept for dom0 (default: its measured use + 25%%, >= 256M)")
+    _add_json(p)
+
+    p = command("doctor", "dom0.cli.doctor:cmd_doctor", "find what is wrong (or about to be): OOM kills, paging, ...")
+    p.add_argument("guests", nargs="*", metavar="GUEST", help="only these guests (the host is always checked)")
+    p.add_argument(
+        "--save-dir", metavar="DIR", help="the save directory to check (default: host.toml's, else /var/lib/dom0/save)"
+    )
+    p.add_argument("--config", metavar="FILE", help="host settings naming the guests to run (/etc/dom0/host.toml)")
+    _add_json(p)
 
 
 def _add_host(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -74,8 +74,8 @@ def print_notes(notes: Iterable[str]) -> None:
 
 def print_json(value: Any) -> None:
     """Print one JSON document on stdout."""
-    json.dump(value, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
+    # One write: json.dump would hand the stream thousands of small pieces (a 200-guest list took 70 ms that way).
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
 # Longest wait any option accepts: a day. Longer (or inf, nan) is a typo, and would overflow the sleep.

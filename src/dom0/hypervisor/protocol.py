@@ -14,7 +14,7 @@ from typing import Protocol
 
 from dom0.errors import Dom0Error
 from dom0.filedata import open_regular
-from dom0.model import Guest, GuestCounters, GuestDetails, HostInfo, SaveFormat
+from dom0.model import Guest, GuestCounters, GuestDetails, GuestMemory, HostInfo, SaveFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,19 @@ class Hypervisor(Protocol):
 
     def counters(self, refs: Sequence[str] = ()) -> list[GuestCounters]:
         """Cumulative CPU, disk and network counters of running guests (all of them when `refs` is empty)."""
+        ...
+
+    def memory(self, refs: Sequence[str] = ()) -> list[GuestMemory]:
+        """Memory readings of running guests (all of them when `refs` is empty), in as few calls as the hypervisor
+        allows (libvirt's bulk statistics: one round trip)."""
+        ...
+
+    def set_memory_stats_period(self, ref: str, seconds: int) -> None:
+        """Make the hypervisor ask the guest's balloon driver for its statistics every `seconds` (live only)."""
+        ...
+
+    def set_memory(self, ref: str, kib: int) -> None:
+        """Move the running guest's balloon so it has `kib` of memory (within its maximum); returns at once."""
         ...
 
     def create(self, definition: str) -> Guest:

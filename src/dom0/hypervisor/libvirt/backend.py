@@ -12,10 +12,10 @@ import uuid as uuidlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
+from html import escape as _escape
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
-from xml.sax.saxutils import escape as _escape
 
 import libvirt
 
@@ -29,17 +29,19 @@ from dom0.errors import (
 )
 from dom0.filedata import read_regular
 from dom0.hypervisor.definition import DefinitionFormat, definition_format
-from dom0.hypervisor.libvirt import domxml
+from dom0.hypervisor.libvirt import domxml, memstats
 from dom0.hypervisor.protocol import Console, LogText, UriChoice, guest_id, read_log_tail
 from dom0.model import (
     DiskCounters,
     Guest,
     GuestCounters,
     GuestDetails,
+    GuestMemory,
     GuestState,
     HostInfo,
     NicCounters,
     SaveFormat,
+    StatsSource,
 )
 
 T = TypeVar("T")
@@ -66,6 +68,16 @@ _COUNTER_STATS = (
     | libvirt.VIR_DOMAIN_STATS_INTERFACE
     | libvirt.VIR_DOMAIN_STATS_BLOCK
 )
+
+# What `dom0 list` and `dom0 mem` read of every guest in one round trip. NOWAIT: a guest whose QEMU is busy (a
+# migration, a hung monitor) is reported without its balloon figures instead of stalling the whole listing.
+_ROW_STATS = (
+    libvirt.VIR_DOMAIN_STATS_STATE
+    | libvirt.VIR_DOMAIN_STATS_BALLOON
+    | libvirt.VIR_DOMAIN_STATS_VCPU
+    | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+)
+_NOWAIT = getattr(libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0)
 
 URI_HINT = "URIs look like qemu:///system, xen:///system or test:///default"
 
@@ -97,6 +109,20 @@ def _guest_from_domain(dom: libvirt.virDomain, info: Sequence[int]) -> Guest:
         max_memory_kib=max_mem,
         vcpus=vcpus,
         cpu_time_ns=cpu_time,
+    )
+
+
+def _guest_from_stats(dom: libvirt.virDomain, stats: dict[str, Any]) -> Guest:
+    dom_id = dom.ID()
+    return Guest(
+        name=dom.name(),
+        uuid=dom.UUIDString(),
+        id=dom_id if dom_id >= 0 else None,
+        state=_STATES.get(stats.get("state.state", 0), GuestState.NOSTATE),
+        memory_kib=int(stats.get("balloon.current", 0)) if dom_id >= 0 else 0,
+        max_memory_kib=int(stats.get("balloon.maximum", 0)),
+        vcpus=int(stats.get("vcpu.current", 0)),
+        cpu_time_ns=int(stats.get("cpu.time", 0)),
     )
 
 
@@ -169,17 +195,41 @@ class LibvirtHypervisor:
             )
 
     def guests(self, *, include_inactive: bool = False) -> list[Guest]:
-        """Guests sorted as `xl list` sorts them: by ID, then inactive ones by name."""
-        flags = 0 if include_inactive else libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE
-        with _translated("cannot list guests"):
-            domains = self._conn.listAllDomains(flags)
-        guests = []
-        for dom in domains:
+        """Guests sorted as `xl list` sorts them: by ID, then inactive ones by name; one bulk call for them all."""
+        flags = 0 if include_inactive else libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+        return sorted((g for g, _stats in self._row_stats(flags)), key=_sort_key)
+
+    def _row_stats(self, flags: int, domains: Sequence[libvirt.virDomain] = ()) -> list[tuple[Guest, dict[str, Any]]]:
+        """Each guest's list row and its bulk statistics (state, balloon, vCPUs, CPU time) in one round trip.
+
+        Drivers that leave row fields out of bulk statistics (test:// reports the state only) are asked with
+        virDomainGetInfo for those guests; a guest that went away meanwhile is left out.
+        """
+        with _translated("cannot read the guests' statistics"):
             try:
-                guests.append(_guest_from_domain(dom, dom.info()))
+                records = self._bulk_stats(_ROW_STATS, flags | _NOWAIT, domains)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                    raise
+                records = self._bulk_stats(_ROW_STATS, flags, domains)  # a driver older than NOWAIT
+        rows = []
+        for dom, stats in records:
+            try:
+                if all(key in stats for key in memstats.ROW_KEYS):
+                    rows.append((_guest_from_stats(dom, stats), stats))
+                else:
+                    rows.append((_guest_from_domain(dom, dom.info()), stats))
             except libvirt.libvirtError:
                 continue  # the guest went away between listing and asking
-        return sorted(guests, key=_sort_key)
+        return rows
+
+    def _bulk_stats(
+        self, groups: int, flags: int, domains: Sequence[libvirt.virDomain]
+    ) -> list[tuple[libvirt.virDomain, dict[str, Any]]]:
+        if domains:
+            list_flags = flags & ~libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+            return list(self._conn.domainListGetStats(list(domains), groups, list_flags))
+        return list(self._conn.getAllDomainStats(groups, flags))
 
     def _exists(self, ref: str) -> bool:
         try:
@@ -341,6 +391,41 @@ class LibvirtHypervisor:
         return sorted(result, key=lambda c: _sort_key(c.guest))
 
     # -- control --------------------------------------------------------------------------------------------
+
+    def memory(self, refs: Sequence[str] = ()) -> list[GuestMemory]:
+        """Balloon reports of running guests from one bulk call; the live XML only of guests whose driver did not
+        report, to say why (no balloon device, stats period off)."""
+        domains = [self._domain(r) for r in refs]
+        now = time.monotonic()
+        driver = str(self._conn.getType())
+        result = []
+        for guest, stats in self._row_stats(libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE, domains):
+            if guest.id is None:
+                continue
+            report = memstats.balloon_report(stats)
+            if report.from_guest:
+                source, period = StatsSource.POLLED, 0
+            else:
+                try:
+                    xml = self._conn.lookupByUUIDString(guest.uuid).XMLDesc(0)
+                except libvirt.libvirtError:
+                    continue  # gone meanwhile
+                source, period = memstats.stats_source(xml, driver)
+            pid = memstats.qemu_pid(self.uri, guest.name) if self.is_local else None
+            result.append(GuestMemory(guest, report, source, period, pid, now))
+        return sorted(result, key=lambda m: _sort_key(m.guest))
+
+    def set_memory_stats_period(self, ref: str, seconds: int) -> None:
+        """virsh dommemstat --period N --live."""
+        dom = self._domain(ref)
+        with _translated(f"cannot turn on memory statistics of {ref!r}", "the guest needs a virtio balloon device"):
+            dom.setMemoryStatsPeriod(seconds, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def set_memory(self, ref: str, kib: int) -> None:
+        """virsh setmem --live: the balloon driver in the guest gives memory back or takes it."""
+        dom = self._domain(ref)
+        with _translated(f"cannot change the memory of {ref!r}", "only a running guest's balloon can move"):
+            dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     def create(self, definition: str) -> Guest:
         """Start a guest from libvirt XML without keeping the definition (`virsh create`, `xm create`); on the Xen
@@ -537,17 +622,7 @@ def _connect_hint(uri: str, message: str) -> str:
 
 
 def _counters_from_stats(dom: libvirt.virDomain, stats: dict[str, Any], now: float) -> GuestCounters:
-    dom_id = dom.ID()
-    guest = Guest(
-        name=dom.name(),
-        uuid=dom.UUIDString(),
-        id=dom_id if dom_id >= 0 else None,
-        state=_STATES.get(stats.get("state.state", 0), GuestState.NOSTATE),
-        memory_kib=int(stats.get("balloon.current", 0)),
-        max_memory_kib=int(stats.get("balloon.maximum", 0)),
-        vcpus=int(stats.get("vcpu.current", 0)),
-        cpu_time_ns=int(stats.get("cpu.time", 0)),
-    )
+    guest = _guest_from_stats(dom, stats)
     disks = tuple(
         DiskCounters(
             target=str(stats.get(f"block.{i}.name", "")),
@@ -676,4 +751,4 @@ class _LibvirtConsole:
 
 def _attr(text: str) -> str:
     """`text` safe inside a single-quoted XML attribute."""
-    return _escape(text, {"'": "&apos;", '"': "&quot;"})
+    return _escape(text, quote=True)  # &, <, >, " and ' all become entities

@@ -31,14 +31,17 @@ from dom0.hypervisor.xl import parse as xlparse
 from dom0.hypervisor.xl import xmconfig
 from dom0.hypervisor.xl.parse import DomainConfig, ListRow, TopDomain
 from dom0.model import (
+    BalloonReport,
     DiskCounters,
     Guest,
     GuestCounters,
     GuestDetails,
+    GuestMemory,
     GuestState,
     HostInfo,
     NicCounters,
     SaveFormat,
+    StatsSource,
 )
 from dom0.saves.formats import HEAD_BYTES
 from dom0.saves.formats import xl as xlsave
@@ -271,6 +274,33 @@ class XlHypervisor:
                 continue  # the domain came or went between xentop and xl list
             result.append(counters_from_top(g, cfg, top, taken_at))
         return sorted(result, key=lambda c: c.guest.id or 0)
+
+    def memory(self, refs: Sequence[str] = ()) -> list[GuestMemory]:
+        """What `xl list` says of each running domain's memory: the pages it holds now, and its maximum.
+
+        Xen keeps no guest-side statistics (its balloon driver reports nothing back), so the guests' own use is
+        unknown here; the pages a domain holds are its whole cost to the host.
+        """
+        taken_at = time.monotonic()
+        wanted = {self._find(ref)[0].id for ref in refs}
+        result = []
+        for g, _cfg in self._snapshot():
+            if (wanted and g.id not in wanted) or not g.state.is_active:
+                continue
+            report = BalloonReport(current_kib=g.memory_kib, maximum_kib=g.max_memory_kib)
+            result.append(GuestMemory(g, report, StatsSource.UNSUPPORTED, 0, None, taken_at))
+        return result
+
+    def set_memory_stats_period(self, ref: str, seconds: int) -> None:
+        """Xen has no such statistics to turn on."""
+        raise Dom0Error(
+            f"cannot turn on memory statistics of {ref!r}: Xen's balloon driver reports no statistics to dom0",
+            "read the guest's own `free -m` (or run a monitoring agent in it)",
+        )
+
+    def set_memory(self, ref: str, kib: int) -> None:
+        """`xl mem-set`: the guest's balloon driver gives pages back to Xen or takes them."""
+        self._control(ref, "change the memory of", lambda g: ["mem-set", str(g.id), f"{kib}k"])
 
     # -- control --------------------------------------------------------------------------------------------
 
