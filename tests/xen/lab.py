@@ -27,6 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dissect
+import psutil
+
 from dom0 import run
 from integration import guestkit
 
@@ -184,6 +187,11 @@ def stage_root(root: Path, kv: str, log: Log) -> None:
     opt = root / "opt/dom0"
     shutil.rmtree(opt, ignore_errors=True)
     _copy_tree(REPO / "src", opt / "src")
+    # Libraries Debian 12 does not package (dissect: the userspace filesystem readers) or that the cached root was
+    # built without (psutil): the host venv's copies go along, beside src/ on the same PYTHONPATH. psutil's C part
+    # is built for the stable ABI, which the root's Python 3.11 loads.
+    for package in (Path(dissect.__path__[0]), Path(psutil.__file__).parent):
+        _copy_tree(package, opt / "src" / package.name)
     _copy_tree(HERE, opt / "tests/xen")
     shutil.copy2(HERE / "dom0init", root / "dom0init")
     (root / "dom0init").chmod(0o755)

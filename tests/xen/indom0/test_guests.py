@@ -71,6 +71,47 @@ def test_list_shows_the_running_guest_like_xl(uri: str, pv_guest: LabGuest) -> N
     assert state in ("r-----", "-b----")
 
 
+def _xl_info(key: str) -> int:
+    for line in xl("info").splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return int(value.strip())
+    raise AssertionError(f"xl info has no {key}")
+
+
+def test_mem_counts_xens_free_memory_and_each_domains_pages(uri: str, pv_guest: LabGuest) -> None:
+    report = json.loads(dom0(uri, "mem", "--json", "--sample", "0").stdout)
+    host = report["host"]
+    # Xen's free memory, not dom0's own: dom0 has a fixed 1 GiB (dom0_mem), Xen hands the rest to guests
+    assert host["total_mib"] == _xl_info("total_memory")
+    assert abs(host["available_mib"] - _xl_info("free_memory")) <= 8, (host, xl("info"))
+    assert host["dom0_used_mib"] == int(xl("list", "0").splitlines()[1].split()[2])
+    guests = {g["name"]: g for g in report["guests"]}
+    assert "Domain-0" not in guests
+    g = guests[pv_guest.name]
+    assert (g["current_mib"], g["max_mib"], g["host_rss_mib"]) == (128, 128, 128)
+    assert g["used_mib"] is None
+    assert g["verdict"] == "no stats"
+    assert "Xen" in g["why"]
+    assert host["committed_max_mib"] >= 128
+
+
+def test_mem_set_moves_a_pv_guests_balloon_and_back(uri: str, pv_guest: LabGuest) -> None:
+    def xl_mib() -> int:
+        return int(xl("list", pv_guest.name).splitlines()[1].split()[2])
+
+    dom0(uri, "mem", "set", pv_guest.name, "96M", "--timeout", "90", timeout=150)
+    try:
+        assert abs(xl_mib() - 96) <= 2  # the balloon moves in pages; `mem set` waits until within 2 MiB
+    finally:
+        dom0(uri, "mem", "set", pv_guest.name, "128M", "--timeout", "90", timeout=150)
+    assert abs(xl_mib() - 128) <= 2
+    refused = dom0(uri, "mem", "set", pv_guest.name, "4G", check=False)
+    assert refused.returncode == 1
+    assert "at most 128 MiB" in refused.stderr
+    assert "hint:" in refused.stderr
+
+
 def test_list_long_json_shows_disk_nic_and_boot_of_a_pv_guest(uri: str, pv_guest: LabGuest) -> None:
     _check_long(uri, pv_guest)
 
