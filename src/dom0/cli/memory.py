@@ -136,7 +136,7 @@ def _cmd_set(args: argparse.Namespace) -> int:
         print_json(asdict(move))
     elif move.reached:
         print(
-            f"{move.name}: {move.before_mib} -> {move.now_mib} MiB in {move.seconds:g} s (maximum {move.max_mib} MiB)"
+            f"{move.name}: {move.before_mib} -> {move.now_mib} MiB in {move.seconds:g} s (at most {move.max_mib} MiB)"
         )
     if not move.reached:
         print_error(

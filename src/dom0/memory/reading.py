@@ -313,7 +313,9 @@ def host_row(
     if info.hypervisor.lower() == "xen":
         total, available = info.memory_kib // 1024, info.free_memory_kib // 1024
         means = "Xen's free memory (xl info free_memory); dom0's own `free` does not count for guests"
-        dom0_used = _mib(domain0.guest.memory_kib) if domain0 is not None else None
+        dom0_used = None
+        if domain0 is not None:
+            dom0_used = _mib(domain0.report.current_kib or domain0.guest.memory_kib)
     elif k is not None:
         total, available = k.total_kib // 1024, k.available_kib // 1024
         means = "MemAvailable of this host's kernel"
