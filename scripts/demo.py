@@ -122,7 +122,8 @@ def demo() -> None:
     print(f"demo: both guests are up ({time.monotonic() - began:.0f} s)")
     dom0("list")
     dom0("list", "--long", "dom0demo-web")
-    print("\nTry: dom0 top, dom0 console dom0demo-web, dom0 shutdown --wait dom0demo-db.  Remove: make demo-clean")
+    dom0("mem")
+    print("\nTry: dom0 top, dom0 plan, dom0 doctor, dom0 console dom0demo-web, dom0 shutdown --wait dom0demo-db.  Remove: make demo-clean")
 
 
 def clean() -> None:
