@@ -5,6 +5,7 @@ This is the only module that imports libvirt, so `dom0 --help` and pure commands
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -79,6 +80,11 @@ _ROW_STATS = (
 )
 _NOWAIT = getattr(libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0)
 
+# How long opening a connection may take, and libvirt's keepalive once open (libvirtd's own defaults: 5 s, 5).
+CONNECT_TIMEOUT_S = float(os.environ.get("DOM0_CONNECT_TIMEOUT", "30") or 30)
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 5
+
 URI_HINT = "URIs look like qemu:///system, xen:///system or test:///default"
 
 
@@ -141,8 +147,10 @@ class LibvirtHypervisor:
     def open(cls, choice: UriChoice) -> LibvirtHypervisor:
         """Connect; HypervisorUnavailable with what was tried when nothing answers."""
         _check_test_node_file(choice)
+        # The keepalive below needs libvirt's event loop, registered before the connection opens.
+        _ensure_event_loop()
         try:
-            conn = libvirt.open(choice.uri)
+            conn = _answered_within(CONNECT_TIMEOUT_S, lambda: libvirt.open(choice.uri), choice)
         except libvirt.libvirtError as exc:
             raise HypervisorUnavailable(
                 f"cannot connect to {choice.uri} ({choice.reason}): {_message(exc)}",
@@ -150,6 +158,10 @@ class LibvirtHypervisor:
             ) from exc
         if conn is None:
             raise HypervisorUnavailable(f"cannot connect to {choice.uri} ({choice.reason})", URI_HINT)
+        # A daemon that stops answering (hung, or its host gone) then fails the pending call after about
+        # KEEPALIVE_INTERVAL_S * (KEEPALIVE_COUNT + 1) seconds instead of leaving dom0 waiting forever.
+        with suppress(libvirt.libvirtError):
+            conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)  # test:// has no keepalive
         return cls(conn, conn.getURI() or choice.uri)
 
     def close(self) -> None:
@@ -591,6 +603,32 @@ class LibvirtHypervisor:
 
 # A test driver node file describes a whole imaginary host; anything this large is the wrong file.
 NODE_FILE_LIMIT = 16 << 20
+
+
+def _answered_within(seconds: float, call: Callable[[], T], choice: UriChoice) -> T:
+    """`call()`'s result, or HypervisorUnavailable when it has not returned after `seconds`: a daemon that accepts
+    connections but never answers would otherwise hang dom0 (and every script calling it) for good."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # handed to the caller's thread below
+            failure.append(exc)
+
+    worker = threading.Thread(target=attempt, name="libvirt-connect", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise HypervisorUnavailable(
+            f"{choice.uri} ({choice.reason}) did not answer within {seconds:g} s",
+            "is the daemon hung? check `systemctl status libvirtd` (or virtqemud/virtxend); on a very busy host "
+            "set DOM0_CONNECT_TIMEOUT to wait longer",
+        )
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def _check_test_node_file(choice: UriChoice) -> None:
