@@ -81,7 +81,16 @@ _ROW_STATS = (
 _NOWAIT = getattr(libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0)
 
 # How long opening a connection may take, and libvirt's keepalive once open (libvirtd's own defaults: 5 s, 5).
-CONNECT_TIMEOUT_S = float(os.environ.get("DOM0_CONNECT_TIMEOUT", "30") or 30)
+def _env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment; `default` when unset or not a positive number."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if 0 < value < 86400 else default
+
+
+CONNECT_TIMEOUT_S = _env_seconds("DOM0_CONNECT_TIMEOUT", 30.0)
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 5
 
