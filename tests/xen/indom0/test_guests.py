@@ -172,6 +172,22 @@ def test_pause_stops_the_guest_and_resume_lets_it_run(uri: str, pv_guest: LabGue
     pv_guest.wait_for_tick_after(frozen)
 
 
+def test_doctor_flags_a_paused_guest_and_exits_1(uri: str, pv_guest: LabGuest) -> None:
+    dom0(uri, "pause", pv_guest.name)
+    try:
+        proc = dom0(uri, "doctor", "--json", check=False, timeout=300)
+    finally:
+        dom0(uri, "resume", pv_guest.name)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    mine = [f for f in report["findings"] if f["subject"] == pv_guest.name and "paused" in f["evidence"]]
+    assert len(mine) == 1, report
+    assert mine[0]["severity"] == "warning"
+    # Xen answered (libvirtd or xl, and xenstored): no finding says a daemon is hung
+    assert not [f for f in report["findings"] if "did not answer" in f["evidence"]], report
+    assert xl_state(pv_guest.name) in ("r-----", "-b----")
+
+
 def _save_and_restore(uri: str, g: LabGuest) -> None:
     from dom0.hypervisor import UriChoice, connect
 
