@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -373,7 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # After parsing, so `dom0 --help` loads no more than the parser.
     from dom0.cli.session import print_error
 
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    if args.debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(message)s", stream=sys.stderr)
+    # Without --debug nothing is set up: a record of WARNING or above then reaches Python's last-resort handler,
+    # which prints its message alone on stderr, as logging.basicConfig(format="%(message)s") would. Importing
+    # logging costs ~10 ms that `dom0 list` would pay on every run; commands that log load it (dom0.run does).
     try:
         return _resolve(args.handler)(args)
     except Dom0Error as exc:
