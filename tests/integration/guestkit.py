@@ -10,6 +10,11 @@ The guest's /init reads `dom0test.mode=MODE` from the kernel command line (a com
             machine-id=ID` from the guest's own /etc/hostname, /etc/network/interfaces and NIC (needs IDENTITY_MODULES)
   memfill  before `ready`: copy the whole data disk into a tmpfs and drop the caches, so the guest's RAM holds
           real non-zero data (use with build_data_disk()); prints `dom0test memfill done BYTES`, then like idle
+  hog=N   before `ready`: hold N MiB in a tmpfs (not reclaimable without swap, so the guest steadily uses it);
+          prints `dom0test hog N MiB`
+  meminfo  prints `dom0test meminfo MemTotal=KIB` every 2 s (what the guest kernel has after the balloon moved)
+  oom     after `ready`, with no swap: a `tail` buffering /dev/zero grows until the guest kernel's OOM killer
+          kills it ("Out of memory: Killed process N (tail)" on the console); prints `dom0test oom hog ended`
 Without `noacpi`, a power-button press powers the guest off cleanly.
 
 This module imports only the standard library and dom0.run, so scripts/demo.py can use it too.
@@ -37,7 +42,8 @@ BUSYBOX = Path("/bin/busybox")
 READY = "dom0test ready"
 
 # Modules the guest loads (Debian builds these as modules); their dependencies are added from modules.dep.
-MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "evdev", "button")
+# virtio_balloon lets the host move the guest's memory and read its own statistics (dom0 mem).
+MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "evdev", "button", "virtio_balloon")
 # A guest that reads its own root filesystem and NIC (mode identity).
 IDENTITY_MODULES = (*MODULES, "crc32c_generic", "ext4", "virtio_net")  # ext4 wants crc32c by soft dependency
 
@@ -55,6 +61,8 @@ mode=$(arg mode)
 swapdev=$(arg swap)
 datadev=$(arg data)
 has() { case ",$mode," in *",$1,"*) return 0;; esac; return 1; }
+# the value of a mode entry NAME=VALUE ('' without one)
+val() { echo ",$mode," | sed -n "s/.*,$1=\([^,]*\),.*/\1/p"; }
 # disks appear asynchronously (SCSI scans in the background)
 for dev in $datadev $swapdev; do
   i=0
@@ -115,8 +123,27 @@ if has identity && [ -b "/dev/$datadev" ]; then
 mac=$(cat /sys/class/net/eth0/address) machine-id=$(cat /root/etc/machine-id)"
   umount /root
 fi
+hog=$(val hog)
+if [ -n "$hog" ]; then
+  # tmpfs pages stay put without swap: neither reclaim nor the balloon can take them back
+  mkdir -p /run/hog && mount -t tmpfs -o size=$((hog + 1))m hog /run/hog \
+    && dd if=/dev/zero of=/run/hog/data bs=1048576 count="$hog" 2>/dev/null \
+    && echo "dom0test hog $hog MiB"
+fi
+if has meminfo; then
+  ( while :; do
+      echo "dom0test meminfo $(sed -n 's/^MemTotal: *\([0-9]*\).*/MemTotal=\1/p' /proc/meminfo)"
+      sleep 2
+    done ) &
+fi
 ( while :; do setsid cttyhack sh -l; sleep 1; done ) &
 echo "dom0test ready mode=$mode"
+if has oom; then
+  # Always overcommit, so tail's growing buffer is granted and the OOM killer (not a failed malloc) ends it;
+  # everything else inherits /init's -1000, the growing tail asks to be the one killed.
+  echo 1 > /proc/sys/vm/overcommit_memory
+  ( sh -c 'echo 1000 > /proc/self/oom_score_adj; cat /dev/zero | tail > /dev/null'; echo "dom0test oom hog ended" ) &
+fi
 n=0
 while :; do
   sleep 5
@@ -339,12 +366,16 @@ def domain_xml(
     nic: bool = True,
     xen_names: bool = False,
     readonly: Collection[Path] = (),
+    balloon: bool = True,
+    stats_period_s: int = 0,
 ) -> str:
     """libvirt XML for a direct-kernel-boot guest with a serial console logged to guest_dir/console.log.
 
     With `swap`, the last disk is the guest's swap disk. With `xen_names`, the disks' libvirt targets are xvda,
     xvdb... on a virtio-scsi bus (QEMU has no Xen bus), so Xen-style names can be tested; the guest sees sda, sdb...
     The disks in `readonly` are attached read-only and shareable, so several guests can use the same file.
+    The guest gets a virtio balloon (`balloon`), polled for its statistics every `stats_period_s` seconds when
+    that is not 0; without `balloon`, it has none (<memballoon model='none'/>).
     """
     targets = disk_targets(len(disks), xen_names=xen_names)
     # What the guest kernel calls the disks: virtio-blk names them vd*, the SCSI disks behind xvd* are sd*.
@@ -375,6 +406,12 @@ def domain_xml(
         if nic
         else ""
     )
+    if not balloon:
+        balloon_xml = "    <memballoon model='none'/>"
+    elif stats_period_s:
+        balloon_xml = f"    <memballoon model='virtio'>\n      <stats period='{stats_period_s}'/>\n    </memballoon>"
+    else:
+        balloon_xml = "    <memballoon model='virtio'/>"
     console_log = guest_dir / "console.log"
     return f"""<domain type='qemu'>
   <name>{escape(name)}</name>
@@ -402,6 +439,7 @@ def domain_xml(
     <console type='pty'>
       <target type='serial' port='0'/>
     </console>
+{balloon_xml}
   </devices>
 </domain>
 """
