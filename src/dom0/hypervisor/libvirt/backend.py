@@ -416,8 +416,8 @@ class LibvirtHypervisor:
     # -- control --------------------------------------------------------------------------------------------
 
     def memory(self, refs: Sequence[str] = ()) -> list[GuestMemory]:
-        """Balloon reports of running guests from one bulk call; the live XML only of guests whose driver did not
-        report, to say why (no balloon device, stats period off)."""
+        """Balloon reports of running guests from one bulk call; the live XML only of guests without a fresh report
+        from their driver, to say why (no balloon device, stats period off, a driver that stopped answering)."""
         domains = [self._domain(r) for r in refs]
         now = time.monotonic()
         driver = str(self._conn.getType())
@@ -426,7 +426,8 @@ class LibvirtHypervisor:
             if guest.id is None:
                 continue
             report = memstats.balloon_report(stats)
-            if report.from_guest:
+            wall = time.time()
+            if report.from_guest and memstats.is_fresh(report, wall):
                 source, period = StatsSource.POLLED, 0
             else:
                 try:
@@ -434,6 +435,8 @@ class LibvirtHypervisor:
                 except libvirt.libvirtError:
                     continue  # gone meanwhile
                 source, period = memstats.stats_source(xml, driver)
+                if not (source is StatsSource.POLLED and memstats.is_fresh(report, wall, period)):
+                    report = memstats.hypervisor_side(report)
             pid = memstats.qemu_pid(self.uri, guest.name) if self.is_local else None
             result.append(GuestMemory(guest, report, source, period, pid, now))
         return sorted(result, key=lambda m: _sort_key(m.guest))

@@ -31,6 +31,10 @@ _BALLOON_FIELDS = {
 # The keys a list row needs; a driver that leaves one out (test://) is asked with virDomainGetInfo instead.
 ROW_KEYS = ("state.state", "balloon.current", "balloon.maximum", "vcpu.current", "cpu.time")
 
+# A guest's report older than this (by the host's clock) is not its state now: the balloon driver answers once
+# when it loads even while nobody polls it, and a guest whose driver stopped answering keeps its last report.
+FRESH_S = 30
+
 # A PID file is a number and a newline; anything longer is not libvirt's.
 _PID_FILE_LIMIT = 64
 
@@ -43,6 +47,19 @@ def balloon_report(stats: Mapping[str, object]) -> BalloonReport:
         if isinstance(value, int) and value >= 0:
             values[name] = value
     return BalloonReport(**values)
+
+
+def is_fresh(report: BalloonReport, now: float, period_s: int = 0) -> bool:
+    """Whether the guest made this report recently enough to describe it now (`now`: the host's epoch seconds)."""
+    if report.last_update is None:
+        return False
+    return now - report.last_update <= max(FRESH_S, 3 * period_s + 5)
+
+
+def hypervisor_side(report: BalloonReport) -> BalloonReport:
+    """Only what the hypervisor itself knows (balloon size, maximum, QEMU's RSS), without a stale report's guest
+    figures: an old "usable" shown as today's would hide a guest that has since run out."""
+    return BalloonReport(current_kib=report.current_kib, maximum_kib=report.maximum_kib, rss_kib=report.rss_kib)
 
 
 def stats_source(xml: str, driver: str) -> tuple[StatsSource, int]:
