@@ -19,7 +19,7 @@ def test_a_report_from_boot_is_stale_and_keeps_only_what_the_hypervisor_knows() 
     report = balloon_report(stats)
     assert report.from_guest
     assert not is_fresh(report, NOW)
-    assert is_fresh(report, NOW - 590)
+    assert is_fresh(report, NOW - 596)
     kept = hypervisor_side(report)
     assert (kept.current_kib, kept.maximum_kib, kept.rss_kib, kept.usable_kib) == (393216, 393216, 200000, None)
     assert not kept.from_guest

@@ -31,9 +31,11 @@ _BALLOON_FIELDS = {
 # The keys a list row needs; a driver that leaves one out (test://) is asked with virDomainGetInfo instead.
 ROW_KEYS = ("state.state", "balloon.current", "balloon.maximum", "vcpu.current", "cpu.time")
 
-# A guest's report older than this (by the host's clock) is not its state now: the balloon driver answers once
-# when it loads even while nobody polls it, and a guest whose driver stopped answering keeps its last report.
-FRESH_S = 30
+# A guest's report older than this (by the host's clock) may not be its state now: the balloon driver answers
+# once when it loads even while nobody polls it, and a guest whose driver stopped answering keeps its last report.
+# Such a guest's live XML then says which (with a long stats period, reports stay fresh for 3 periods). Short,
+# so that every guest polled at dom0's own 2 s period is read from the bulk call alone.
+FRESH_S = 5
 
 # A PID file is a number and a newline; anything longer is not libvirt's.
 _PID_FILE_LIMIT = 64
@@ -53,7 +55,7 @@ def is_fresh(report: BalloonReport, now: float, period_s: int = 0) -> bool:
     """Whether the guest made this report recently enough to describe it now (`now`: the host's epoch seconds)."""
     if report.last_update is None:
         return False
-    return now - report.last_update <= max(FRESH_S, 3 * period_s + 5)
+    return now - report.last_update <= max(FRESH_S, 3 * period_s + FRESH_S)
 
 
 def hypervisor_side(report: BalloonReport) -> BalloonReport:
