@@ -109,7 +109,7 @@ def saved_images(directory: Path, guests: Sequence[Guest], only: Sequence[str] =
                 name,
                 "saved",
                 f"not running; its saved memory waits in {directory}",
-                f"`dom0 restore {name} {directory}` brings it back where it stopped",
+                f"`dom0 restore {meta}` brings it back where it stopped",
             )
         )
     return found
