@@ -123,7 +123,10 @@ def demo() -> None:
     dom0("list")
     dom0("list", "--long", "dom0demo-web")
     dom0("mem")
-    print("\nTry: dom0 top, dom0 plan, dom0 doctor, dom0 console dom0demo-web, dom0 shutdown --wait dom0demo-db.  Remove: make demo-clean")
+    print(
+        "\nTry: dom0 top, dom0 plan, dom0 doctor, dom0 console dom0demo-web, dom0 shutdown --wait dom0demo-db."
+        "  Remove: make demo-clean"
+    )
 
 
 def clean() -> None:
