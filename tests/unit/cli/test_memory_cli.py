@@ -99,3 +99,25 @@ def test_plan_json_counts_both_ways() -> None:
     # the test driver's node: 3072 MiB in all, 8192 promised to its one guest
     assert plan["fits_by_committed"] == 0
     assert plan["give_back"] == []
+
+
+def test_watch_prints_one_json_document_per_reading_until_interrupted() -> None:
+    import signal
+    import subprocess
+    import time
+
+    from unitkit import DOM0
+
+    proc = subprocess.Popen(
+        [str(DOM0), *TEST, "mem", "--watch", "0.5", "--sample", "0", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    readings = [json.loads(line) for line in out.splitlines()]
+    assert len(readings) >= 2
+    assert all([g["name"] for g in r["guests"]] == ["test"] for r in readings)
