@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import time
 
 import pytest
-from unitkit import dom0
+from unitkit import DOM0, dom0
 
 TEST = ("-c", "test:///default")
 GUEST_KEYS = {
@@ -102,12 +105,6 @@ def test_plan_json_counts_both_ways() -> None:
 
 
 def test_watch_prints_one_json_document_per_reading_until_interrupted() -> None:
-    import signal
-    import subprocess
-    import time
-
-    from unitkit import DOM0
-
     proc = subprocess.Popen(
         [str(DOM0), *TEST, "mem", "--watch", "0.5", "--sample", "0", "--json"],
         stdout=subprocess.PIPE,
