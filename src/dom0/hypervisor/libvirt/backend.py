@@ -230,7 +230,8 @@ class LibvirtHypervisor:
         """Each guest's list row and its bulk statistics (state, balloon, vCPUs, CPU time) in one round trip.
 
         Drivers that leave row fields out of bulk statistics (test:// reports the state only) are asked with
-        virDomainGetInfo for those guests; a guest that went away meanwhile is left out.
+        virDomainGetInfo for those guests, and drivers without bulk statistics at all (Xen's libxl in libvirt 9)
+        for every guest; a guest that went away meanwhile is left out.
         """
         with _translated("cannot read the guests' statistics"):
             try:
@@ -238,7 +239,16 @@ class LibvirtHypervisor:
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
                     raise
-                records = self._bulk_stats(_ROW_STATS, flags, domains)  # a driver older than NOWAIT
+                try:
+                    records = self._bulk_stats(_ROW_STATS, flags, domains)  # a driver older than NOWAIT
+                except libvirt.libvirtError as again:
+                    if again.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                        raise
+                    active = flags & libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+                    listed = domains or self._conn.listAllDomains(
+                        libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if active else 0
+                    )
+                    records = [(dom, {}) for dom in listed]
         rows = []
         for dom, stats in records:
             try:
