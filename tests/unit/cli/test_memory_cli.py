@@ -6,7 +6,7 @@ import json
 import re
 import signal
 import subprocess
-import time
+import sys
 
 import pytest
 from unitkit import DOM0, dom0
@@ -105,16 +105,22 @@ def test_plan_json_counts_both_ways() -> None:
 
 
 def test_watch_prints_one_json_document_per_reading_until_interrupted() -> None:
+    # SIGINT as from a terminal: a test run started in the background (nohup, `&`) hands its children SIGINT
+    # ignored, and an ignored SIGINT stays ignored across exec
+    unignore = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"  # noqa: E501
+    )
     proc = subprocess.Popen(
-        [str(DOM0), *TEST, "mem", "--watch", "0.5", "--sample", "0", "--json"],
+        [sys.executable, "-c", unignore, str(DOM0), *TEST, "mem", "--watch", "0.5", "--sample", "0", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)
+    assert proc.stdout is not None
+    first = [proc.stdout.readline(), proc.stdout.readline()]  # two readings, 0.5 s apart, then Ctrl-C
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    readings = [json.loads(line) for line in out.splitlines()]
+    readings = [json.loads(line) for line in [*first, *out.splitlines()]]
     assert len(readings) >= 2
     assert all([g["name"] for g in r["guests"]] == ["test"] for r in readings)
