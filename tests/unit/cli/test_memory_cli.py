@@ -108,7 +108,7 @@ def test_watch_prints_one_json_document_per_reading_until_interrupted() -> None:
     # SIGINT as from a terminal: a test run started in the background (nohup, `&`) hands its children SIGINT
     # ignored, and an ignored SIGINT stays ignored across exec
     unignore = (
-        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"  # noqa: E501
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", unignore, str(DOM0), *TEST, "mem", "--watch", "0.5", "--sample", "0", "--json"],
