@@ -1,6 +1,6 @@
 """The Hypervisor protocol over libvirt: QEMU/KVM, Xen's libxl driver and the test:// driver.
 
-This is the only module that imports libvirt, so `dom0 --help` and pure commands never pay for it. What only some
+This package is the only one that imports libvirt, so `dom0 --help` and pure commands never pay for it. What only some
 methods need (uuid, html, subprocess through dom0.run) is imported in them: `dom0 list` is run all day and every
 import is paid on each run.
 """
@@ -8,11 +8,10 @@ import is paid on each run.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +29,8 @@ from dom0.errors import (
 from dom0.filedata import read_regular
 from dom0.hypervisor.definition import DefinitionFormat, definition_format
 from dom0.hypervisor.libvirt import domxml, memstats
+from dom0.hypervisor.libvirt.console import LibvirtConsole, ensure_event_loop
+from dom0.hypervisor.libvirt.failures import message, translated
 from dom0.hypervisor.protocol import Console, LogText, UriChoice, guest_id, read_log_tail
 from dom0.model import (
     DiskCounters,
@@ -97,21 +98,6 @@ KEEPALIVE_COUNT = 5
 URI_HINT = "URIs look like qemu:///system, xen:///system or test:///default"
 
 
-def _message(exc: libvirt.libvirtError) -> str:
-    """libvirt's message, first line only: XML errors go on to quote the offending line of the file and a caret."""
-    text = str(exc.get_error_message() or exc).strip()
-    return text.splitlines()[0] if text else "(libvirt gave no reason)"
-
-
-@contextmanager
-def _translated(action: str, hint: str = "") -> Iterator[None]:
-    """Turn a libvirtError raised inside the block into a Dom0Error that says what was being done."""
-    try:
-        yield
-    except libvirt.libvirtError as exc:
-        raise Dom0Error(f"{action}: {_message(exc)}", hint) from exc
-
-
 def _guest_from_domain(dom: libvirt.virDomain, info: Sequence[int]) -> Guest:
     state, max_mem, mem, vcpus, cpu_time = info[:5]
     dom_id = dom.ID()
@@ -163,12 +149,12 @@ class LibvirtHypervisor:
             if in_process:
                 conn = libvirt.open(choice.uri)
             else:
-                _ensure_event_loop()  # the keepalive below needs it, registered before the connection opens
+                ensure_event_loop()  # the keepalive below needs it, registered before the connection opens
                 conn = _answered_within(CONNECT_TIMEOUT_S, lambda: libvirt.open(choice.uri), choice)
         except libvirt.libvirtError as exc:
             raise HypervisorUnavailable(
-                f"cannot connect to {choice.uri} ({choice.reason}): {_message(exc)}",
-                _connect_hint(choice.uri, _message(exc)),
+                f"cannot connect to {choice.uri} ({choice.reason}): {message(exc)}",
+                _connect_hint(choice.uri, message(exc)),
             ) from exc
         if conn is None:
             raise HypervisorUnavailable(f"cannot connect to {choice.uri} ({choice.reason})", URI_HINT)
@@ -204,7 +190,7 @@ class LibvirtHypervisor:
 
     def host(self) -> HostInfo:
         """Facts about the host and the hypervisor."""
-        with _translated("cannot read host facts"):
+        with translated("cannot read host facts"):
             info = self._conn.getInfo()
             try:
                 free = self._conn.getFreeMemory() // 1024
@@ -233,7 +219,7 @@ class LibvirtHypervisor:
         virDomainGetInfo for those guests, and drivers without bulk statistics at all (Xen's libxl in libvirt 9)
         for every guest; a guest that went away meanwhile is left out.
         """
-        with _translated("cannot read the guests' statistics"):
+        with translated("cannot read the guests' statistics"):
             try:
                 records = self._bulk_stats(_ROW_STATS, flags | _NOWAIT, domains)
             except libvirt.libvirtError as exc:
@@ -292,7 +278,7 @@ class LibvirtHypervisor:
                 return lookup()
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                    raise Dom0Error(f"cannot look up guest {ref!r}: {_message(exc)}") from exc
+                    raise Dom0Error(f"cannot look up guest {ref!r}: {message(exc)}") from exc
         raise GuestNotFound(
             f"no guest named {ref!r} on {self.uri}",
             "guests are named by name, UUID or ID; `dom0 list --all` shows them all",
@@ -301,7 +287,7 @@ class LibvirtHypervisor:
     def guest(self, ref: str) -> Guest:
         """The guest with that name, UUID or ID."""
         dom = self._domain(ref)
-        with _translated(f"cannot read guest {ref!r}"):
+        with translated(f"cannot read guest {ref!r}"):
             g = _guest_from_domain(dom, dom.info())
             persistent = bool(dom.isPersistent())
         return replace(g, persistent=persistent)
@@ -309,7 +295,7 @@ class LibvirtHypervisor:
     def details(self, ref: str) -> GuestDetails:
         """What `list --long` shows for one guest."""
         dom = self._domain(ref)
-        with _translated(f"cannot read guest {ref!r}"):
+        with translated(f"cannot read guest {ref!r}"):
             g = _guest_from_domain(dom, dom.info())
             g = replace(g, persistent=bool(dom.isPersistent()))
             parsed = domxml.parse(dom.XMLDesc(0))
@@ -331,13 +317,13 @@ class LibvirtHypervisor:
     def definition(self, ref: str) -> str:
         """The guest's libvirt XML."""
         dom = self._domain(ref)
-        with _translated(f"cannot read the definition of {ref!r}"):
+        with translated(f"cannot read the definition of {ref!r}"):
             return str(dom.XMLDesc(0))
 
     def editable_definition(self, ref: str) -> str:
         """The inactive XML with everything in it (a transient guest has only its live XML)."""
         dom = self._domain(ref)
-        with _translated(f"cannot read the definition of {ref!r}"):
+        with translated(f"cannot read the definition of {ref!r}"):
             flags = libvirt.VIR_DOMAIN_XML_SECURE
             if dom.isPersistent():
                 flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
@@ -349,14 +335,14 @@ class LibvirtHypervisor:
         for ref in (name, uuid):
             if ref and self._exists(ref):
                 raise Dom0Error(f"a guest {ref!r} already exists on {self.uri}", "choose another name")
-        with _translated("cannot define the guest", "check the XML with `virt-xml-validate`"):
+        with translated("cannot define the guest", "check the XML with `virt-xml-validate`"):
             dom = self._conn.defineXML(definition)
             return self.guest(dom.UUIDString())
 
     def undefine(self, ref: str) -> None:
         """virsh undefine (with its NVRAM and managed-save image, which only the defined guest had)."""
         dom = self._domain(ref)
-        with _translated(f"cannot undefine {ref!r}"):
+        with translated(f"cannot undefine {ref!r}"):
             flags = libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
             try:
                 dom.undefineFlags(flags)
@@ -381,7 +367,7 @@ class LibvirtHypervisor:
             | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
             | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
         )
-        with _translated(f"cannot give {ref!r} new overlay disks"):
+        with translated(f"cannot give {ref!r} new overlay disks"):
             dom.snapshotCreateXML(xml, flags)
 
     def counters(self, refs: Sequence[str] = ()) -> list[GuestCounters]:
@@ -394,7 +380,7 @@ class LibvirtHypervisor:
                 records = self._conn.getAllDomainStats(_COUNTER_STATS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
-                raise Dom0Error(f"cannot read guest statistics: {_message(exc)}") from exc
+                raise Dom0Error(f"cannot read guest statistics: {message(exc)}") from exc
             return self._counters_one_by_one(domains)
         now = time.monotonic()
         records = [(dom, stats) for dom, stats in records if dom.ID() >= 0]
@@ -460,13 +446,13 @@ class LibvirtHypervisor:
     def set_memory_stats_period(self, ref: str, seconds: int) -> None:
         """virsh dommemstat --period N --live."""
         dom = self._domain(ref)
-        with _translated(f"cannot turn on memory statistics of {ref!r}", "the guest needs a virtio balloon device"):
+        with translated(f"cannot turn on memory statistics of {ref!r}", "the guest needs a virtio balloon device"):
             dom.setMemoryStatsPeriod(seconds, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     def set_memory(self, ref: str, kib: int) -> None:
         """virsh setmem --live: the balloon driver in the guest gives memory back or takes it."""
         dom = self._domain(ref)
-        with _translated(f"cannot change the memory of {ref!r}", "only a running guest's balloon can move"):
+        with translated(f"cannot change the memory of {ref!r}", "only a running guest's balloon can move"):
             dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     def create(self, definition: str) -> Guest:
@@ -488,7 +474,7 @@ class LibvirtHypervisor:
             if existing.state.is_active:
                 raise GuestStateError(f"guest {name!r} already runs (ID {existing.id})", "pick another <name>")
             raise GuestStateError(f"a guest named {name!r} is already defined", f"start it with `dom0 start {name}`")
-        with _translated(f"cannot create guest {name!r}", "check the XML with `virt-xml-validate FILE`"):
+        with translated(f"cannot create guest {name!r}", "check the XML with `virt-xml-validate FILE`"):
             dom = self._conn.createXML(definition, 0)
             return _guest_from_domain(dom, dom.info())
 
@@ -499,7 +485,7 @@ class LibvirtHypervisor:
         from dom0.hypervisor.xl import xmconfig
 
         xl = xmconfig.xl_text(text)
-        with _translated("libvirt cannot read the xl.cfg", "check the file with `xl create -n FILE`"):
+        with translated("libvirt cannot read the xl.cfg", "check the file with `xl create -n FILE`"):
             return str(self._conn.domainXMLFromNative("xen-xl", xl, 0))
 
     def _control(self, ref: str, verb: str, call: Callable[[libvirt.virDomain], object], *, active: bool) -> None:
@@ -509,7 +495,7 @@ class LibvirtHypervisor:
             raise GuestStateError(f"cannot {verb} {ref!r}: it is not running", f"start it with `dom0 start {ref}`")
         if not active and state.is_active:
             raise GuestStateError(f"cannot {verb} {ref!r}: it is already running", f"`dom0 list {ref}` shows its state")
-        with _translated(f"cannot {verb} {ref!r}"):
+        with translated(f"cannot {verb} {ref!r}"):
             call(dom)
 
     def start(self, ref: str) -> Guest:
@@ -547,7 +533,7 @@ class LibvirtHypervisor:
 
     def restore(self, path: str, *, paused: bool = False, expect: str = "") -> Guest:
         """Start a guest again from a file written by save (virsh restore), optionally left paused."""
-        with _translated(f"cannot restore {path}", "give the path of a file written by save, readable by libvirtd"):
+        with translated(f"cannot restore {path}", "give the path of a file written by save, readable by libvirtd"):
             if expect or not Path(path).is_file():
                 xml = ""  # a FIFO: reading its header here would eat the stream
             else:
@@ -572,14 +558,14 @@ class LibvirtHypervisor:
 
     def autostart_guests(self) -> list[str]:
         """Defined guests with libvirt's autostart flag set."""
-        with _translated("cannot list guests"):
+        with translated("cannot list guests"):
             domains = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
             return sorted(d.name() for d in domains)
 
     def set_autostart(self, ref: str, enabled: bool) -> None:
         """libvirt's autostart flag (only defined guests have one)."""
         dom = self._domain(ref)
-        with _translated(f"cannot change autostart of {ref!r}"):
+        with translated(f"cannot change autostart of {ref!r}"):
             if dom.isPersistent():
                 dom.setAutostart(1 if enabled else 0)
 
@@ -588,7 +574,7 @@ class LibvirtHypervisor:
         dom = self._domain(ref)
         if not _STATES.get(dom.info()[0], GuestState.NOSTATE).is_active:
             raise GuestStateError(f"{ref!r} is not running, so it has no console", f"`dom0 start {ref}` first")
-        return _LibvirtConsole.attach(self.uri, dom.UUIDString(), ref)
+        return LibvirtConsole.attach(self.uri, dom.UUIDString(), ref)
 
     # -- logs -----------------------------------------------------------------------------------------------
 
@@ -714,109 +700,6 @@ def _counters_from_stats(dom: libvirt.virDomain, stats: dict[str, Any], now: flo
         for i in range(int(stats.get("net.count", 0)))
     )
     return GuestCounters(guest, now, disks, nics)
-
-
-_event_loop_lock = threading.Lock()
-_event_loop_started = False
-
-
-def _ensure_event_loop() -> None:
-    """Streams need libvirt's event loop running; start it once per process, before the connection opens."""
-    global _event_loop_started
-    with _event_loop_lock:
-        if _event_loop_started:
-            return
-        libvirt.virEventRegisterDefaultImpl()
-
-        def loop() -> None:
-            while True:
-                libvirt.virEventRunDefaultImpl()
-
-        threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
-        _event_loop_started = True
-
-
-class _LibvirtConsole:
-    """A serial console over a non-blocking libvirt stream; bytes arrive through the event loop."""
-
-    def __init__(self, conn: libvirt.virConnect, stream: libvirt.virStream) -> None:
-        self._conn = conn
-        self._stream = stream
-        self._incoming: queue.Queue[bytes | None] = queue.Queue()
-        self._closed = False
-
-    @classmethod
-    def attach(cls, uri: str, uuid: str, ref: str) -> _LibvirtConsole:
-        _ensure_event_loop()
-        with _translated(f"cannot open the console of {ref!r}"):
-            conn = libvirt.open(uri)
-            dom = conn.lookupByUUIDString(uuid)
-            stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
-            try:
-                dom.openConsole(None, stream, 0)
-            except libvirt.libvirtError as exc:
-                conn.close()
-                if "active console session" in _message(exc):
-                    raise GuestStateError(
-                        f"someone else is attached to the console of {ref!r}",
-                        "detach them first (Ctrl-] in their session)",
-                    ) from exc
-                raise
-        console = cls(conn, stream)
-        events = libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP
-        stream.eventAddCallback(events, console._on_event, None)
-        return console
-
-    def _on_event(self, stream: libvirt.virStream, events: int, _opaque: object) -> None:
-        if events & libvirt.VIR_STREAM_EVENT_READABLE:
-            while True:
-                try:
-                    data = stream.recv(4096)
-                except libvirt.libvirtError:
-                    data = b""
-                if data == -2:
-                    return  # drained for now
-                if not data:
-                    break
-                assert isinstance(data, bytes)
-                self._incoming.put(data)
-        self._incoming.put(None)
-        with suppress(libvirt.libvirtError):
-            stream.eventRemoveCallback()
-
-    def read(self, timeout: float) -> bytes | None:
-        """Bytes from the guest, b'' if none within `timeout`, None once the console closed."""
-        if self._closed:
-            return None
-        try:
-            chunk = self._incoming.get(timeout=timeout)
-        except queue.Empty:
-            return b""
-        if chunk is None:
-            self._closed = True
-        return chunk
-
-    def write(self, data: bytes) -> None:
-        """Send keystrokes to the guest."""
-        while data:
-            sent = self._stream.send(data)
-            if sent == -2:
-                time.sleep(0.01)
-                continue
-            if sent < 0:
-                raise Dom0Error("the console closed while writing")
-            data = data[sent:]
-
-    def close(self) -> None:
-        """Detach from the console; the guest keeps running."""
-        with suppress(libvirt.libvirtError):
-            self._stream.eventRemoveCallback()
-        try:
-            self._stream.finish()
-        except libvirt.libvirtError:
-            with suppress(libvirt.libvirtError):
-                self._stream.abort()
-        self._conn.close()
 
 
 def _attr(text: str) -> str:
