@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlparse
@@ -142,23 +142,25 @@ def turn_on_stats(hv: Hypervisor, reading: Reading) -> tuple[set[str], list[str]
     return done, notes
 
 
-def sample_seconds(reading: Reading, wanted: float) -> float:
+def sample_seconds(reading: Reading, wanted: float, enabled: Collection[str] = ()) -> float:
     """How long to wait for the second reading: `wanted`, or one stats period and a little more when a guest's
-    driver reports, so each guest has answered anew; never beyond SAMPLE_LIMIT_S."""
-    periods = [m.stats_period_s or STATS_PERIOD_S for m in reading.guests if m.source is StatsSource.POLLED]
+    driver reports (or was just asked to: the UUIDs in `enabled`), so each guest has answered anew; never beyond
+    SAMPLE_LIMIT_S. 0 when `wanted` is 0: one reading, no rates."""
     if wanted <= 0:
         return 0.0
-    needed = max([wanted] + [p + 0.5 for p in periods])
-    return min(needed, SAMPLE_LIMIT_S)
+    periods = [
+        m.stats_period_s or STATS_PERIOD_S
+        for m in reading.guests
+        if m.source is StatsSource.POLLED or m.guest.uuid in enabled
+    ]
+    return min(max([wanted] + [p + 0.5 for p in periods]), SAMPLE_LIMIT_S)
 
 
 def read_memory(hv: Hypervisor, refs: Sequence[str] = (), *, sample_s: float = DEFAULT_SAMPLE_S) -> MemoryReport:
     """`dom0 mem`: two readings `sample_s` apart (longer when a stats period needs it); 0 takes one, no rates."""
     first = take_reading(hv, refs)
     enabled, notes = turn_on_stats(hv, first)
-    seconds = sample_seconds(first, sample_s)
-    if enabled and sample_s > 0:
-        seconds = min(max(seconds, STATS_PERIOD_S + 0.5), SAMPLE_LIMIT_S)
+    seconds = sample_seconds(first, sample_s, enabled)
     if seconds <= 0:
         return build_report(first, first, notes=notes, enabled=enabled)
     time.sleep(seconds)

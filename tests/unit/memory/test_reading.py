@@ -130,6 +130,9 @@ def test_the_sample_waits_one_stats_period_when_a_guest_reports_but_never_past_t
     assert sample_seconds(_reading(_polled(usable=1)), 0) == 0
     slow = GuestMemory(_guest(), BalloonReport(usable_kib=1), StatsSource.POLLED, 60, None, 0.0)
     assert sample_seconds(_reading(slow), 1.0) == 5.0
+    unpolled = GuestMemory(_guest(), BalloonReport(), StatsSource.PERIOD_OFF, 0, None, 0.0)
+    assert sample_seconds(_reading(unpolled), 1.0) == 1.0
+    assert sample_seconds(_reading(unpolled), 1.0, {unpolled.guest.uuid}) == 2.5  # just turned on: wait for it
 
 
 def test_pressure_is_read_from_psi_and_absent_without_it(tmp_path: Path) -> None:
