@@ -18,6 +18,8 @@ PACKAGES=(
   debootstrap e2fsprogs
   # tests/unit/test_confinement.py: every file a run on hostile input opens, traced
   strace
+  # dom0 publish: dom0's own nftables table (nft -f); tests load libvirt's NAT rules as libvirt writes them (iptables)
+  nftables iptables
 )
 
 missing=()

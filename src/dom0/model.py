@@ -311,3 +311,16 @@ class GuestMemory:
     stats_period_s: int = 0
     host_pid: int | None = None  # the host process that holds the guest's memory (QEMU), where known
     taken_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GuestAddress:
+    """An IP address a guest's NIC holds, and where it was learnt: "lease" (the hypervisor's DHCP server), "agent"
+    (the guest agent, from inside), "arp" (the hypervisor's view of the host's ARP table), or "neighbour" (this
+    host's own neighbour table, matched by the NIC's MAC)."""
+
+    address: str  # without prefix: 192.168.122.10, fd00::10
+    mac: str
+    source: str
+    prefix: int | None = None
+    interface: str = ""  # the guest's own name for the NIC, where the agent told it

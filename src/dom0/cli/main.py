@@ -107,7 +107,74 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _add_host(sub)
     if only in (None, "image"):
         _add_image(sub)
+    if only in (None, "publish"):
+        _add_publish(sub)
+    if only in (None, "net"):
+        _add_net(sub)
     return parser
+
+
+def _add_publish(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`dom0 publish VERB`: private guests on the host's public addresses, through one nftables table of dom0's."""
+    text = "publish guests' ports on the host's public addresses (DNAT in dom0's own nftables table)"
+    publish = sub.add_parser("publish", help=text, description=text)
+    verbs = publish.add_subparsers(dest="publish_command", metavar="VERB", required=True)
+
+    def verb(name: str, help: str) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=f"dom0.cli.publish:cmd_{name}")
+        p.add_argument("-f", "--file", metavar="FILE", help="the publish table (default /etc/dom0/publish.toml)")
+        return p
+
+    p = verb("add", "add an entry: PUBLIC_IP:PORT[-PORT][/tcp|/udp] -> GUEST[:PORT]")
+    p.add_argument("public", metavar="PUBLIC_IP:PORT[/PROTO]", help="e.g. 203.0.113.10:443/tcp or [2001:db8::1]:80")
+    p.add_argument("guest", metavar="GUEST[:PORT]", help="the guest (name or UUID) and its port (default: the same)")
+    p.add_argument("--to", metavar="GUEST_IP", help="the guest's address, instead of asking the hypervisor")
+    _add_json(p)
+    p = verb("remove", "remove entries: by PUBLIC_IP:PORT[/PROTO], or every entry of a GUEST")
+    p.add_argument("what", nargs="+", metavar="PUBLIC_IP:PORT|GUEST")
+    _add_json(p)
+    p = verb("list", "the table, each entry's guest address now, and whether the applied rules are stale")
+    _add_json(p)
+    p = verb("apply", "make dom0's nftables table match publish.toml, in one transaction")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print the exact ruleset and what changes")
+    _add_json(p)
+    p = verb("check", "connect to each entry's guest port from the host, and say which do not answer")
+    p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS", help="per entry (2)")
+    _add_json(p)
+    p = verb("proxy", "print reverse-proxy configuration for the table instead of DNAT (haproxy or squid)")
+    p.add_argument("--format", dest="proxy_format", choices=("haproxy", "squid"), default="haproxy")
+
+
+def _add_net(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`dom0 net VERB`: the host's bridges and bonds, checked and planned."""
+    text = "the host's bridges and bonds: check for combinations known to fail, plan a working one"
+    net = sub.add_parser("net", help=text, description=text)
+    verbs = net.add_subparsers(dest="net_command", metavar="VERB", required=True)
+    p = verbs.add_parser("check", help="flag bond/bridge settings known to fail, with why and the fix")
+    p.set_defaults(handler="dom0.cli.net:cmd_check")
+    p.add_argument("--root", metavar="DIR", default="/", help="read the configuration files under DIR (default /)")
+    p.add_argument("--no-live", action="store_true", help="only the configuration files, not the running state")
+    _add_json(p)
+    p = verbs.add_parser("plan", help="print a bridge (over a bond when several NICs) in the host's format")
+    p.set_defaults(handler="dom0.cli.net:cmd_plan")
+    p.add_argument("--bridge", required=True, metavar="NAME", help="the bridge guests attach to, e.g. xenbr0")
+    p.add_argument("--uplink", required=True, metavar="NIC[,NIC...]", help="the physical NICs (two or more: a bond)")
+    p.add_argument(
+        "--bond-mode",
+        default="active-backup",
+        choices=("active-backup", "balance-rr", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb"),
+        help="bonding mode (active-backup: needs nothing from the switch; 802.3ad: LACP on the switch)",
+    )
+    p.add_argument("--bond", default="bond0", metavar="NAME", help="the bond's name (bond0)")
+    p.add_argument(
+        "--format", dest="net_format", choices=("ifupdown", "networkd", "netplan"), help="default: what the host uses"
+    )
+    p.add_argument("--address", metavar="ADDR/PREFIX", help="the host's address on the bridge (default: DHCP)")
+    p.add_argument("--gateway", metavar="IP", help="default gateway (with --address)")
+    p.add_argument("--root", metavar="DIR", default="/", help="the host's files are under DIR (default /)")
+    p.add_argument("--write", action="store_true", help="install it, keeping a backup of each file it replaces")
+    _add_json(p)
 
 
 def _add_memory(

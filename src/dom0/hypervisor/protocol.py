@@ -14,7 +14,7 @@ from typing import Protocol
 
 from dom0.errors import Dom0Error
 from dom0.filedata import open_regular
-from dom0.model import Guest, GuestCounters, GuestDetails, GuestMemory, HostInfo, SaveFormat
+from dom0.model import Guest, GuestAddress, GuestCounters, GuestDetails, GuestMemory, HostInfo, SaveFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +90,11 @@ class Hypervisor(Protocol):
     def memory(self, refs: Sequence[str] = ()) -> list[GuestMemory]:
         """Memory readings of running guests (all of them when `refs` is empty), in as few calls as the hypervisor
         allows (libvirt's bulk statistics: one round trip)."""
+        ...
+
+    def addresses(self, ref: str) -> list[GuestAddress]:
+        """The IP addresses the guest's NICs hold, from every source this hypervisor has (DHCP leases, the guest
+        agent, ARP); empty when none knows. A stopped guest has none."""
         ...
 
     def set_memory_stats_period(self, ref: str, seconds: int) -> None:

@@ -31,10 +31,12 @@ from dom0.hypervisor.definition import DefinitionFormat, definition_format
 from dom0.hypervisor.libvirt import domxml, memstats
 from dom0.hypervisor.libvirt.console import LibvirtConsole, ensure_event_loop
 from dom0.hypervisor.libvirt.failures import message, translated
+from dom0.hypervisor.neighbours import neighbour_addresses
 from dom0.hypervisor.protocol import Console, LogText, UriChoice, guest_id, read_log_tail
 from dom0.model import (
     DiskCounters,
     Guest,
+    GuestAddress,
     GuestCounters,
     GuestDetails,
     GuestMemory,
@@ -442,6 +444,38 @@ class LibvirtHypervisor:
             pid = memstats.qemu_pid(self.uri, guest.name) if self.is_local else None
             result.append(GuestMemory(guest, report, source, period, pid, now))
         return sorted(result, key=lambda m: _sort_key(m.guest))
+
+    def addresses(self, ref: str) -> list[GuestAddress]:
+        """virsh domifaddr with each source libvirt has (its DHCP leases, the guest agent, its ARP view), then this
+        host's neighbour table by the guests' MACs: a bridged guest without libvirt's DHCP is only found there."""
+        dom = self._domain(ref)
+        if not dom.isActive():
+            return []
+        found: list[GuestAddress] = []
+        sources = (
+            (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, "lease"),
+            (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, "agent"),
+            (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP, "arp"),
+        )
+        for flag, source in sources:
+            try:
+                interfaces = dom.interfaceAddresses(flag)
+            except libvirt.libvirtError:
+                continue  # no agent, a driver without that source: the others may still know
+            for name, info in (interfaces or {}).items():
+                mac = str(info.get("hwaddr") or "").lower()
+                for a in info.get("addrs") or []:
+                    address = str(a.get("addr", "")).split("%")[0]
+                    if address and mac != "00:00:00:00:00:00" and not address.startswith(("127.", "::1", "fe80:")):
+                        prefix = a.get("prefix")
+                        interface = str(name) if source == "agent" else ""
+                        found.append(GuestAddress(address, mac, source, prefix, interface))
+        macs = [n.mac for n in domxml.parse(dom.XMLDesc(0)).nics] if not found else []
+        found += neighbour_addresses(macs)
+        unique: dict[str, GuestAddress] = {}
+        for a in found:
+            unique.setdefault(a.address, a)  # the first source that knew it: leases before the agent before ARP
+        return list(unique.values())
 
     def set_memory_stats_period(self, ref: str, seconds: int) -> None:
         """virsh dommemstat --period N --live."""

@@ -25,6 +25,7 @@ from dom0 import run
 from dom0.errors import CommandError, Dom0Error, GuestNotFound, GuestStateError, HypervisorUnavailable
 from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor.definition import DefinitionFormat, definition_format
+from dom0.hypervisor.neighbours import neighbour_addresses
 from dom0.hypervisor.protocol import LogText, UriChoice, guest_id, read_log_tail
 from dom0.hypervisor.xl import config as xlcfg
 from dom0.hypervisor.xl import parse as xlparse
@@ -34,6 +35,7 @@ from dom0.model import (
     BalloonReport,
     DiskCounters,
     Guest,
+    GuestAddress,
     GuestCounters,
     GuestDetails,
     GuestMemory,
@@ -290,6 +292,14 @@ class XlHypervisor:
             report = BalloonReport(current_kib=g.memory_kib, maximum_kib=g.max_memory_kib)
             result.append(GuestMemory(g, report, StatsSource.UNSUPPORTED, 0, None, taken_at))
         return result
+
+    def addresses(self, ref: str) -> list[GuestAddress]:
+        """xl knows no addresses (no DHCP server, no agent channel): this host's neighbour table by the guest's
+        MACs, which holds a guest on a dom0 bridge once it has sent anything."""
+        details = self.details(ref)
+        if details.guest.state is GuestState.SHUTOFF:
+            return []
+        return neighbour_addresses(n.mac for n in details.nics)
 
     def set_memory_stats_period(self, ref: str, seconds: int) -> None:
         """Xen has no such statistics to turn on."""
