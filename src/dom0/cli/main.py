@@ -121,8 +121,10 @@ def _add_publish(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     verbs = publish.add_subparsers(dest="publish_command", metavar="VERB", required=True)
 
     def verb(name: str, help: str) -> argparse.ArgumentParser:
+        # editing the table (add, remove) and acting on it (list, apply, check, proxy) are two modules
+        module = "publish" if name in ("add", "remove") else "publish_rules"
         p = verbs.add_parser(name, help=help, description=help)
-        p.set_defaults(handler=f"dom0.cli.publish:cmd_{name}")
+        p.set_defaults(handler=f"dom0.cli.{module}:cmd_{name}")
         p.add_argument("-f", "--file", metavar="FILE", help="the publish table (default /etc/dom0/publish.toml)")
         return p
 
