@@ -32,10 +32,10 @@ def parse_arp_table(text: str) -> dict[str, list[str]]:
     return found
 
 
-def neighbour_addresses(macs: Iterable[str], arp_table: Path = ARP_TABLE) -> list[GuestAddress]:
+def neighbour_addresses(macs: Iterable[str], arp_table: Path | None = None) -> list[GuestAddress]:
     """The addresses this host's neighbour table holds for these MACs (none when the table cannot be read)."""
     try:
-        text = read_regular(arp_table, 1 << 20).decode(errors="replace")
+        text = read_regular(arp_table or ARP_TABLE, 1 << 20).decode(errors="replace")
     except (OSError, Dom0Error):
         return []
     table = parse_arp_table(text)

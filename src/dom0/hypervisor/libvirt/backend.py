@@ -470,8 +470,10 @@ class LibvirtHypervisor:
                         prefix = a.get("prefix")
                         interface = str(name) if source == "agent" else ""
                         found.append(GuestAddress(address, mac, source, prefix, interface))
-        macs = [n.mac for n in domxml.parse(dom.XMLDesc(0)).nics] if not found else []
-        found += neighbour_addresses(macs)
+        # Per NIC: a guest with one NIC on libvirt's NAT network (leased) and one on a plain bridge is found by
+        # the lease for the first and only in the neighbour table for the second.
+        known = {a.mac for a in found}
+        found += neighbour_addresses(n.mac for n in domxml.parse(dom.XMLDesc(0)).nics if n.mac.lower() not in known)
         unique: dict[str, GuestAddress] = {}
         for a in found:
             unique.setdefault(a.address, a)  # the first source that knew it: leases before the agent before ARP
