@@ -442,6 +442,8 @@ def remove_entries(path: Path, selectors: Sequence[str]) -> tuple[PublishEntry, 
     """Remove every entry that a selector names (a key, 203.0.113.10:80/tcp or 203.0.113.10:80 for tcp, or a guest:
     all of its entries); the removed entries, with their old lines. Dom0Error, nothing written, when a selector
     matches nothing."""
+    if not os.path.lexists(path):
+        raise Dom0Error(f"{path} does not exist: nothing is published there", "`dom0 publish add` makes it")
     with _editing(path) as (text, table):
         doomed: list[PublishEntry] = []
         for selector in selectors:
