@@ -13,6 +13,11 @@ The guest's /init reads `dom0test.mode=MODE` from the kernel command line (a com
   hog=N   before `ready`: hold N MiB in a tmpfs (not reclaimable without swap, so the guest steadily uses it);
           prints `dom0test hog N MiB`
   meminfo  prints `dom0test meminfo MemTotal=KIB` every 2 s (what the guest kernel has after the balloon moved)
+  net     configures eth0 from dom0test.ip=ADDR/PREFIX and dom0test.gw=GW (see GuestNet), pings the gateway until it
+          answers (so the host's neighbour table holds the guest's MAC and address: nothing else would tell a host
+          about a guest on a plain bridge), serves TCP dom0test.port answering each connection with one line
+          `NAME PORT CLIENT_IP` (as tests/integration/netns.py's servers do), and prints `dom0test net up ADDR`
+          (or `dom0test net FAILED ...`); needs NET_MODULES
   oom     after `ready`, with no swap: a `tail` buffering /dev/zero grows until the guest kernel's OOM killer
           kills it ("Out of memory: Killed process N (tail)" on the console); prints `dom0test oom hog ended`
 Without `noacpi`, a power-button press powers the guest off cleanly.
@@ -46,6 +51,9 @@ READY = "dom0test ready"
 MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "evdev", "button", "virtio_balloon")
 # A guest that reads its own root filesystem and NIC (mode identity).
 IDENTITY_MODULES = (*MODULES, "crc32c_generic", "ext4", "virtio_net")  # ext4 wants crc32c by soft dependency
+# A guest on a network (mode net).
+NET_MODULES = (*MODULES, "virtio_net")
+NET_UP = "dom0test net up"
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -135,6 +143,38 @@ if has meminfo; then
       echo "dom0test meminfo $(sed -n 's/^MemTotal: *\([0-9]*\).*/MemTotal=\1/p' /proc/meminfo)"
       sleep 2
     done ) &
+fi
+if has net; then
+  # busybox nc hands each accepted connection to this script as its stdin; the client's address is found by the
+  # socket's inode in the kernel's TCP tables (nc listens on IPv6's any address, so IPv4 clients are in tcp6 as
+  # ::ffff:a.b.c.d, whose last 8 hex digits are the IPv4 address as /proc/net/tcp prints it: little-endian)
+  cat > /bin/dom0test-answer <<'EOF'
+#!/bin/busybox sh
+ino=$(readlink /proc/self/fd/0 | sed -n 's/^socket:\[\([0-9]*\)\]$/\1/p')
+rem=$(awk -v i="$ino" '$10 == i { print $3; exit }' /proc/net/tcp /proc/net/tcp6)
+h=${rem%:*}
+h=${h:$((${#h} - 8))}
+echo "$DOM0TEST_NAME $DOM0TEST_PORT $((0x${h:6:2})).$((0x${h:4:2})).$((0x${h:2:2})).$((0x${h:0:2}))"
+EOF
+  chmod +x /bin/dom0test-answer
+  (
+    addr=$(arg ip)
+    gw=$(arg gw)
+    export DOM0TEST_NAME="$(arg name)" DOM0TEST_PORT="$(arg port)"
+    [ -n "$DOM0TEST_NAME" ] && hostname "$DOM0TEST_NAME"
+    ip link set lo up
+    ip link set eth0 up && ip addr add "$addr" dev eth0 && ip route add default via "$gw" \
+      || echo "dom0test net FAILED to configure eth0 with $addr via $gw"
+    # the test moves the host end of the NIC into its namespace only once the guest runs: ask until it is there
+    i=0
+    until ping -c 1 -W 1 "$gw" > /dev/null 2>&1; do
+      i=$((i + 1))
+      [ $i -ge 90 ] && { echo "dom0test net FAILED: no answer from $gw"; exit 1; }
+      sleep 0.5
+    done
+    nc -ll -p "$DOM0TEST_PORT" -e /bin/dom0test-answer &
+    echo "dom0test net up ${addr%/*}"
+  ) &
 fi
 ( while :; do setsid cttyhack sh -l; sleep 1; done ) &
 echo "dom0test ready mode=$mode"
@@ -346,6 +386,23 @@ def build_data_disk(work_dir: Path = WORK_DIR, sources: Sequence[tuple[str, int]
     return disk
 
 
+@dataclass(frozen=True, slots=True)
+class GuestNet:
+    """A guest's NIC for mode net: the tap libvirt creates for it on the host (`tap`, at most 15 characters, which
+    the test then moves where it wants), its MAC, its address with prefix, its gateway and the TCP port it serves."""
+
+    tap: str
+    mac: str
+    address: str  # 10.0.0.5/24
+    gateway: str
+    port: int = 8080
+
+    @property
+    def ip(self) -> str:
+        """The address without its prefix."""
+        return self.address.partition("/")[0]
+
+
 def disk_targets(count: int, *, xen_names: bool = False) -> list[str]:
     """The libvirt target names of `count` disks: vda, vdb, ... (or xvda, xvdb, ... with Xen names)."""
     prefix = "xvd" if xen_names else "vd"
@@ -368,6 +425,7 @@ def domain_xml(
     readonly: Collection[Path] = (),
     balloon: bool = True,
     stats_period_s: int = 0,
+    net: GuestNet | None = None,
 ) -> str:
     """libvirt XML for a direct-kernel-boot guest with a serial console logged to guest_dir/console.log.
 
@@ -376,6 +434,8 @@ def domain_xml(
     The disks in `readonly` are attached read-only and shareable, so several guests can use the same file.
     The guest gets a virtio balloon (`balloon`), polled for its statistics every `stats_period_s` seconds when
     that is not 0; without `balloon`, it has none (<memballoon model='none'/>).
+    With `net` (for mode net), the NIC is a tap of that name with that MAC, and the guest's command line carries
+    its name, address, gateway and port.
     """
     targets = disk_targets(len(disks), xen_names=xen_names)
     # What the guest kernel calls the disks: virtio-blk names them vd*, the SCSI disks behind xvd* are sd*.
@@ -385,6 +445,8 @@ def domain_xml(
         cmdline += f" dom0test.data={inside[0]}"
     if swap and disks:
         cmdline += f" dom0test.swap={inside[-1]}"
+    if net:
+        cmdline += f" dom0test.name={name} dom0test.ip={net.address} dom0test.gw={net.gateway} dom0test.port={net.port}"
     disk_xml = []
     for path, target in zip(disks, targets, strict=True):
         bus = "scsi" if xen_names else "virtio"
@@ -398,12 +460,14 @@ def domain_xml(
         )
     if xen_names:
         disk_xml.append("    <controller type='scsi' model='virtio-scsi'/>")
+    # With `net`, libvirt creates the tap under that name (up, in its own namespace, attached to nothing).
+    tap_xml = f"\n      <mac address='{escape(net.mac)}'/>\n      <target dev='{escape(net.tap)}'/>" if net else ""
     nic_xml = (
-        """    <interface type='ethernet'>
+        f"""    <interface type='ethernet'>{tap_xml}
       <model type='virtio'/>
       <rom enabled='no'/>
     </interface>"""
-        if nic
+        if nic or net
         else ""
     )
     if not balloon:
