@@ -100,12 +100,15 @@ class LiveBond:
     where: str  # "/proc/net/bonding/bond0"
 
 
+LinkKind = Literal["bridge", "bond", "guest", "nic", "virtual"]
+
+
 @dataclass(frozen=True, slots=True)
 class LiveLink:
     """An interface of this network namespace from /sys/class/net."""
 
     name: str
-    kind: Literal["bridge", "bond", "guest", "nic", "virtual"]
+    kind: LinkKind  # guest: a guest's port (vif, vnet, tap); nic: a device behind it; virtual: veth, vlan, lo
     mtu: int | None
     operstate: str
     master: str | None  # the bridge or bond it is enslaved to
