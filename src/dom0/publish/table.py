@@ -290,7 +290,7 @@ def table_from_text(path: Path, text: str) -> PublishTable:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise _syntax_error(path, text, lines, str(exc)) from None
+        raise _syntax_error(path, lines, str(exc)) from None
     for key in doc:
         if key != "publish":
             line = _key_line(lines, key)
@@ -380,16 +380,17 @@ def _key_line(lines: Sequence[str], key: str) -> int:
     return 0
 
 
-def _syntax_error(path: Path, text: str, lines: Sequence[str], message: str) -> UsageError:
+def _syntax_error(path: Path, lines: Sequence[str], message: str) -> UsageError:
     hint = "publish.toml is TOML: fix that line, or move the file away and use `dom0 publish add`"
+    # tomllib says "cannot overwrite a value", and often places it at the end of the document: find the key
+    duplicate = _duplicate_key(lines) if "overwrite" in message else None
+    if duplicate:
+        line, key, first = duplicate
+        return UsageError(f"{path} line {line}: {key!r} is given twice in one entry (first on line {first})", hint)
     m = _POSITION.fullmatch(message)
     if m:
         return UsageError(f"{path} line {m.group(2)}: {_reason(m.group(1))} (column {m.group(3)})", hint)
     reason = _reason(message.removesuffix(" (at end of document)"))
-    duplicate = _duplicate_key(lines) if "overwrite" in reason else None
-    if duplicate:
-        line, key, first = duplicate
-        return UsageError(f"{path} line {line}: {key!r} is given twice in one entry (first on line {first})", hint)
     return UsageError(f"{path} line {max(len(lines), 1)}: {reason} (at the end of the file)", hint)
 
 
