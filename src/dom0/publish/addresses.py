@@ -80,11 +80,17 @@ def _choose(entry: PublishEntry, found: list[GuestAddress], state: GuestState) -
     return Target(entry, ip, best.source, note)
 
 
-def resolve(hv: Hypervisor, table: PublishTable) -> tuple[Target, ...]:
+def needs_hypervisor(table: PublishTable) -> bool:
+    """Whether any entry's address must be asked for (a table of `to` addresses only needs no hypervisor)."""
+    return any(e.to is None for e in table.entries)
+
+
+def resolve(hv: Hypervisor | None, table: PublishTable, *, missing_ok: bool = False) -> tuple[Target, ...]:
     """Each entry's target now. An entry's `to` wins; the hypervisor is asked once per guest.
 
     Raises GuestNotFound for a guest the hypervisor does not know: the table names something that is not there,
-    and `apply` refuses as a whole rather than dropping that entry's rules."""
+    and `apply` refuses as a whole rather than dropping that entry's rules. With `missing_ok` (for the commands
+    that only report), such an entry gets no address and a note instead."""
     asked: dict[str, tuple[list[GuestAddress], GuestState]] = {}
     targets: list[Target] = []
     for entry in table.entries:
@@ -96,9 +102,14 @@ def resolve(hv: Hypervisor, table: PublishTable) -> tuple[Target, ...]:
                 targets.append(Target(entry, entry.to, "to"))
             continue
         if entry.guest not in asked:
+            if hv is None:
+                raise ValueError("resolve: a hypervisor is needed for entries without `to`")
             try:
                 guest = hv.guest(entry.guest)
             except GuestNotFound as exc:
+                if missing_ok:
+                    targets.append(Target(entry, None, "", f"no guest {entry.guest!r} on this hypervisor"))
+                    continue
                 raise GuestNotFound(
                     f"{table.path}: line {entry.line}: no guest {entry.guest!r} ({entry.key}); nothing was changed",
                     "check the name with `dom0 list --all`, or remove the entry with `dom0 publish remove`",

@@ -122,3 +122,8 @@ def test_each_guest_asked_once() -> None:
     hv = FakeHypervisor({"web": (GuestState.RUNNING, [GuestAddress("192.168.122.5", "aa", "lease")])})
     resolve(cast(Hypervisor, hv), table(entry(guest="web"), entry(port=443, guest="web")))
     assert hv.asked == ["web"]
+
+
+def test_unknown_guest_noted_when_only_reporting() -> None:
+    (target,) = resolve(fake({}), table(entry(guest="gone")), missing_ok=True)
+    assert (target.address, target.note) == (None, "no guest 'gone' on this hypervisor")
