@@ -14,7 +14,7 @@ LIVE = "`dom0 publish apply` makes it live"
 
 
 def _path(args: argparse.Namespace) -> Path:
-    return Path(args.file) if args.file else DEFAULT_PATH
+    return Path(args.file) if args.file is not None else DEFAULT_PATH
 
 
 def _describe(entry: PublishEntry) -> str:

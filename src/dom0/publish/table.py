@@ -612,7 +612,10 @@ def _write(path: Path, text: str) -> None:
         mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _unwritten(path, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -626,10 +629,15 @@ def _write(path: Path, text: str) -> None:
     except OSError as exc:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
-        hint = "free some space" if exc.errno == errno.ENOSPC else "check the path and permissions"
-        raise Dom0Error(f"cannot write {path}: {exc.strerror}; it was left as it was", hint) from exc
-    dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dirfd)  # the rename itself survives a crash
-    finally:
-        os.close(dirfd)
+        raise _unwritten(path, exc) from exc
+    with suppress(OSError):  # the new file is in place; this only makes the rename itself survive a crash
+        dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+def _unwritten(path: Path, exc: OSError) -> Dom0Error:
+    hint = "free some space" if exc.errno == errno.ENOSPC else "run as root, or check the path and permissions"
+    return Dom0Error(f"cannot write {path}: {exc.strerror}; it was left as it was", hint)
