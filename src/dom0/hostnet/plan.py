@@ -478,6 +478,8 @@ def write_plan(plan: NetPlan, root: Path, now: float | None = None) -> Written:
     """Install the plan's files under `root`: each written to a temporary file beside it and renamed into place,
     a file it replaces kept as a backup (never over an older one). On any failure everything this run wrote is
     undone (originals back in place, new files and directories removed) and Dom0Error says what failed."""
+    if not root.is_dir():
+        raise Dom0Error(f"{root} is not a directory", "give --root the directory the host's /etc is under")
     stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(now))
     made_dirs: list[Path] = []
     temps: list[tuple[PlannedFile, Path, Path]] = []  # (file, target, temporary)
@@ -529,8 +531,6 @@ def _make_parents(directory: Path, root: Path) -> list[Path]:
     while d != root and not d.exists():
         missing.append(d)
         d = d.parent
-    if not root.is_dir():
-        raise Dom0Error(f"{root} is not a directory", "give --root the directory the host's /etc is under")
     made = []
     for d in reversed(missing):
         os.mkdir(d, 0o755)
