@@ -205,6 +205,7 @@ def _bridge_checks(
         stp_fix = {
             "networkd": "STP=yes in its .netdev's [Bridge]",
             "netplan": "`stp: true` under its parameters",
+            "live": f"`ip link set {name} type bridge stp_state 1` now, and STP on in the host's network files",
         }.get(fmt, "`bridge_stp on` in its stanza")
         out.append(
             (

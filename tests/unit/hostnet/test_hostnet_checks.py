@@ -76,6 +76,12 @@ def test_two_nics_bridged_without_stp_is_a_loop_and_with_stp_is_fine(tmp_path: P
     assert f.severity == "problem"
     assert "--uplink eth0,eth1" in f.fix
     assert "bridge_stp on" in f.fix
+    live = LiveState(
+        bridges=(LiveBridge("br1", ("veth0", "veth1"), False),),
+        links=(LiveLink("veth0", "virtual", 1500, "up", "br1"), LiveLink("veth1", "nic", 1500, "up", "br1")),
+    )
+    running = about(list(check(HostConfig("/"), live)), "br1", "2 NICs bridged directly without STP")
+    assert "ip link set br1 type bridge stp_state 1" in running.fix
     found = findings(tmp_path, bridge + "  bridge_stp on\n")
     assert [f.what for f in found] == ["nothing known to fail"]
 
