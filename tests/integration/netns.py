@@ -98,8 +98,9 @@ def udp(payload):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         try:
-            s.sendto(payload.encode(), (host, port))
-            return s.recvfrom(512)[0].decode(errors="replace").strip()
+            s.connect((host, port))  # connected, so an ICMP port unreachable shows as refused
+            s.send(payload.encode())
+            return s.recv(512).decode(errors="replace").strip()
         except (socket.timeout, TimeoutError):
             return "timeout"
         except ConnectionRefusedError:
