@@ -332,6 +332,18 @@ def test_libvirt_nat_network_rules_reject_a_plain_dnat_and_dom0_makes_it_pass_ac
     pub.apply()
     assert len(_dom0_forward_rules(lab)) == 1  # inserted once, not once per apply
 
+    # libvirtd starting finds its jumps missing (an admin's `iptables -D`) and inserts them at the top, ahead of
+    # dom0's rule: rejected again until apply puts dom0's rule back in front
+    for parent, child in LIBVIRT_JUMPS["filter"]:
+        if parent == "FORWARD":
+            lab.run("host", "iptables-nft", "-D", "FORWARD", "-j", child)
+    for parent, child in reversed(LIBVIRT_JUMPS["filter"]):
+        if parent == "FORWARD":
+            lab.run("host", "iptables-nft", "-I", "FORWARD", "-j", child)
+    assert lab.tcp("outside", PUB1, 80) == "refused"
+    pub.apply()
+    assert lab.tcp("outside", PUB1, 80) == f"web 80 {CLIENT}"
+
 
 def test_check_says_which_entries_answer(pub: Publish) -> None:
     pub.add(f"{PUB1}:80", "web", WEB)
