@@ -8,7 +8,7 @@ from typing import Any
 
 from dom0.cli.session import check_seconds, hypervisor, print_json, print_notes
 from dom0.cli.table import render, terminal_safe
-from dom0.errors import Dom0Error
+from dom0.errors import Dom0Error, HypervisorUnavailable
 from dom0.publish.addresses import Target, needs_hypervisor, resolve
 from dom0.publish.apply import Change, EntryChange, apply, describe_libvirt, plan_apply
 from dom0.publish.ruleset import Live, read_live
@@ -20,11 +20,17 @@ def _table(args: argparse.Namespace) -> PublishTable:
 
 
 def _targets(args: argparse.Namespace, table: PublishTable, *, missing_ok: bool) -> tuple[Target, ...]:
-    """Each entry's address now; the hypervisor is opened only when an entry has no `to`."""
-    if not needs_hypervisor(table):
+    """Each entry's address now, and every guest named checked on the hypervisor; a table of pinned (`to`)
+    addresses only is still applied when no hypervisor answers (a host booting before libvirtd)."""
+    if not table.entries:
+        return ()
+    try:
+        with hypervisor(args) as hv:
+            return resolve(hv, table, missing_ok=missing_ok)
+    except HypervisorUnavailable:
+        if needs_hypervisor(table):
+            raise
         return resolve(None, table)
-    with hypervisor(args) as hv:
-        return resolve(hv, table, missing_ok=missing_ok)
 
 
 def _guest(t: Target) -> str:
@@ -167,7 +173,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(terminal_safe(line))
     source = terminal_safe(table.path)
     if not plan.changed:
-        print(f"no change: table inet dom0 already matches {source} ({len(plan.changes)} entries)")
+        count = len(plan.changes)
+        print(f"no change: table inet dom0 already matches {source} ({count} entr{'y' if count == 1 else 'ies'})")
     elif args.dry_run:
         print(f"dry run: nothing was changed; `dom0 publish apply -f {source}` applies it")
     else:
@@ -181,11 +188,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Connect to each entry's guest port and public port from this host; exit 1 when any does not answer."""
-    from dom0.publish.check import check
+    from dom0.publish.check import bridge_netfilter_on, bridge_netfilter_warning, check
 
     timeout = check_seconds("--timeout", args.timeout, "2", least=0.05)
     table = _table(args)
     results = check(_targets(args, table, missing_ok=True), timeout)
+    families = sorted({"ip" if e.public.version == 4 else "ip6" for e in table.entries})
+    print_notes(bridge_netfilter_warning(f) for f in families if bridge_netfilter_on(f))
     if args.json:
         print_json(
             [

@@ -80,6 +80,13 @@ def _choose(entry: PublishEntry, found: list[GuestAddress], state: GuestState) -
     return Target(entry, ip, best.source, note)
 
 
+def _not_found(table: PublishTable, entry: PublishEntry) -> GuestNotFound:
+    return GuestNotFound(
+        f"{table.path}: line {entry.line}: no guest {entry.guest!r} ({entry.key}); nothing was changed",
+        "check the name with `dom0 list --all`, or remove the entry with `dom0 publish remove`",
+    )
+
+
 def needs_hypervisor(table: PublishTable) -> bool:
     """Whether any entry's address must be asked for (a table of `to` addresses only needs no hypervisor)."""
     return any(e.to is None for e in table.entries)
@@ -92,8 +99,17 @@ def resolve(hv: Hypervisor | None, table: PublishTable, *, missing_ok: bool = Fa
     and `apply` refuses as a whole rather than dropping that entry's rules. With `missing_ok` (for the commands
     that only report), such an entry gets no address and a note instead."""
     asked: dict[str, tuple[list[GuestAddress], GuestState]] = {}
+    checked: set[str] = set()
     targets: list[Target] = []
     for entry in table.entries:
+        if entry.to is not None and hv is not None and entry.guest not in checked:
+            # a pinned address still names a guest: a typo there would publish a port nobody meant
+            checked.add(entry.guest)
+            try:
+                hv.guest(entry.guest)
+            except GuestNotFound as exc:
+                if not missing_ok:
+                    raise _not_found(table, entry) from exc
         if entry.to is not None:
             if entry.to.version != entry.public.version:
                 why = f"--to {entry.to} is IPv{entry.to.version} but {entry.public} is IPv{entry.public.version}"
@@ -110,10 +126,7 @@ def resolve(hv: Hypervisor | None, table: PublishTable, *, missing_ok: bool = Fa
                 if missing_ok:
                     targets.append(Target(entry, None, "", f"no guest {entry.guest!r} on this hypervisor"))
                     continue
-                raise GuestNotFound(
-                    f"{table.path}: line {entry.line}: no guest {entry.guest!r} ({entry.key}); nothing was changed",
-                    "check the name with `dom0 list --all`, or remove the entry with `dom0 publish remove`",
-                ) from exc
+                raise _not_found(table, entry) from exc
             found = [] if guest.state in _STOPPED else hv.addresses(entry.guest)
             asked[entry.guest] = (found, guest.state)
         found, state = asked[entry.guest]

@@ -11,6 +11,7 @@ only its own LIBVIRT_* chains, so the rule survives them; it is never flushed or
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -79,6 +80,10 @@ class LibvirtCompat:
     @property
     def command(self) -> tuple[str, ...]:
         return (_TOOLS[self.family], "-I", "FORWARD", "1", *FORWARD_RULE)
+
+    @property
+    def delete_command(self) -> tuple[str, ...]:
+        return (_TOOLS[self.family], "-D", "FORWARD", *FORWARD_RULE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +209,11 @@ def describe_libvirt(c: LibvirtCompat, *, done: bool) -> str:
         return f"{LIBVIRT_WHY}: dom0's accept rule is in place ahead of libvirt's in {tool}'s FORWARD chain"
     if c.needs_insert:
         verb = "inserted" if done else "would insert"
-        where = " (an older copy had fallen behind libvirt's jumps and stays, inert)" if "behind" in c.state else ""
+        where = " (dom0's older copy, fallen behind libvirt's jumps, removed)" if "behind" in c.state else ""
         return (
             f"{LIBVIRT_WHY}: {verb} one rule at the top of {tool}'s FORWARD chain accepting connections dom0 "
             f"published (ct mark {MARK:#010x}){where}; libvirt's restarts rewrite only its LIBVIRT_* chains, so it "
-            f"stays, and `dom0 publish apply` puts it back if it goes: {' '.join(c.command)}"
+            f"stays, and `dom0 publish apply` puts it back if it goes: {shlex.join(c.command)}"
         )
     return f"{LIBVIRT_WHY}: {c.state}"
 
@@ -232,13 +237,19 @@ def apply(plan: ApplyPlan) -> tuple[str, ...]:
     for c in plan.libvirt:
         if not c.needs_insert:
             continue
+        if "behind" in c.state:
+            # dom0's own copy behind libvirt's jumps does nothing; it goes (each -D removes one exact copy of
+            # dom0's rule, nothing of libvirt's), so copies do not pile up each time libvirt moves ahead
+            for _ in range(16):
+                if run.run(c.delete_command, check=False, timeout=30).returncode != 0:
+                    break
         proc = run.run(c.command, check=False, timeout=30)
         if proc.returncode != 0:
             err_text = proc.stderr.decode(errors="replace").strip().splitlines()
             raise Dom0Error(
                 f"dom0's table is applied, but {c.command[0]} could not insert its FORWARD rule: "
                 f"{err_text[0] if err_text else f'exit code {proc.returncode}'}; libvirt's NAT guests stay unreachable",
-                f"run it by hand: {' '.join(c.command)}",
+                f"run it by hand: {shlex.join(c.command)}",
             )
         done.append(describe_libvirt(c, done=True))
     return tuple(done)

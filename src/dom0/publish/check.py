@@ -80,3 +80,30 @@ def check(targets: tuple[Target, ...], timeout: float) -> tuple[EntryCheck, ...]
         return ()
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(targets))) as pool:
         return tuple(pool.map(lambda t: check_one(t, timeout), targets))
+
+
+# -- br_netfilter ------------------------------------------------------------------------------------------------
+
+BRIDGE_NF_CALL = {
+    "ip": "/proc/sys/net/bridge/bridge-nf-call-iptables",
+    "ip6": "/proc/sys/net/bridge/bridge-nf-call-ip6tables",
+}
+
+
+def bridge_netfilter_on(family: str, path: str | None = None) -> bool:
+    """Whether br_netfilter hands bridged frames of this family to the IP hooks here (Docker turns it on)."""
+    try:
+        with open(path or BRIDGE_NF_CALL[family], encoding="ascii") as f:
+            return f.read(16).strip() == "1"
+    except OSError:
+        return False  # br_netfilter not loaded: bridged frames never meet dom0's DNAT
+
+
+def bridge_netfilter_warning(family: str) -> str:
+    setting = BRIDGE_NF_CALL[family].rsplit("/", 1)[1]
+    return (
+        f"br_netfilter is on (net.bridge.{setting}=1): a guest reaching its OWN published address (guest -> "
+        "public -> the same guest) is translated while its frame is bridged, and a bridge never sends a frame back "
+        "out the port it came in on; turn hairpin mode on for that guest's port (`ip link set dev VIF type "
+        "bridge_slave hairpin on`). Outside clients, the host and other guests are not affected"
+    )

@@ -23,7 +23,7 @@ guest = "test:8080"
 
 [[publish]]
 public = "203.0.113.10:443"
-guest = "web"
+guest = "test"
 to = "10.0.0.2"
 """
 
@@ -64,14 +64,14 @@ def test_apply_list_second_apply_remove(ns: str, tmp_path: Path) -> None:
     assert out.splitlines()[:3] == [
         "Public                Guest      Address now            Applied  State",
         "203.0.113.10:80/tcp   test:8080  192.168.122.3 (lease)  -        not applied",
-        "203.0.113.10:443/tcp  web:443    10.0.0.2 (to)          -        not applied",
+        "203.0.113.10:443/tcp  test:443   10.0.0.2 (to)          -        not applied",
     ]
 
     rc, out, err = publish(ns, "apply", path)
     assert (rc, err) == (0, "")
     assert out.splitlines() == [
         "added    203.0.113.10:80/tcp -> 192.168.122.3:8080 (test)",
-        "added    203.0.113.10:443/tcp -> 10.0.0.2:443 (web)",
+        "added    203.0.113.10:443/tcp -> 10.0.0.2:443 (test)",
         f"applied {path}: table inet dom0 replaced in one transaction",
     ]
     live = dom0_table(ns)

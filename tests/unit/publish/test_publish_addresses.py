@@ -64,10 +64,18 @@ def test_lease_address_of_libvirt_test_guest() -> None:
 
 
 def test_to_wins_without_asking() -> None:
-    hv = FakeHypervisor({})
-    (target,) = resolve(cast(Hypervisor, hv), table(entry(to="10.0.0.7", guest="nowhere")))
+    hv = FakeHypervisor({"web": (GuestState.RUNNING, [GuestAddress("10.0.0.9", "aa:bb", "lease")])})
+    (target,) = resolve(cast(Hypervisor, hv), table(entry(to="10.0.0.7", guest="web")))
     assert (str(target.address), target.source) == ("10.0.0.7", "to")
     assert hv.asked == []
+
+
+def test_a_pinned_address_still_names_a_guest_that_must_exist() -> None:
+    hv = FakeHypervisor({})
+    with pytest.raises(GuestNotFound, match=r"line \d+: no guest 'nowhere'"):
+        resolve(cast(Hypervisor, hv), table(entry(to="10.0.0.7", guest="nowhere")))
+    (target,) = resolve(cast(Hypervisor, hv), table(entry(to="10.0.0.7", guest="nowhere")), missing_ok=True)
+    assert str(target.address) == "10.0.0.7"
 
 
 def test_lease_preferred_over_neighbour_and_other_family_ignored() -> None:

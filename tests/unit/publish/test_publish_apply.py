@@ -87,7 +87,7 @@ def test_libvirt_lines_say_what_and_why() -> None:
     assert line.startswith("libvirt's NAT network rejects new inbound connections to its guests (chain LIBVIRT_FWI)")
     assert "inserted one rule at the top of iptables's FORWARD chain" in line
     assert line.endswith(
-        "iptables -I FORWARD 1 -m connmark --mark 0x20000000/0x20000000 -m comment --comment dom0 publish -j ACCEPT"
+        "iptables -I FORWARD 1 -m connmark --mark 0x20000000/0x20000000 -m comment --comment 'dom0 publish' -j ACCEPT"
     )
     assert "would insert" in describe_libvirt(LibvirtCompat("ip", "missing"), done=False)
     assert "is in place" in describe_libvirt(LibvirtCompat("ip", "in place"), done=True)
