@@ -40,6 +40,13 @@ PACKAGES = (
     "python3-pytest-timeout",
     "python3-zstandard",
     "python3-cffi-backend",  # python3-zstandard needs it through a virtual package, which debootstrap cannot resolve
+    # the bond drill (test_bond_drill.py): namespaces, a ping stream, and ifupdown with its bond and bridge scripts
+    "iproute2",
+    "iputils-ping",
+    "ifupdown",
+    "ifenslave",
+    "bridge-utils",
+    "python3-yaml",  # dom0 net check reads netplan's files with PyYAML
 )
 MARKER = "usr/sbin/lvcreate"  # a file the package list installs: the cached root is complete
 # The host-side stage and this runner stay out of the image: inside, the directory is only the LVM tests.
