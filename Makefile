@@ -29,7 +29,7 @@ integration: setup
 xen: setup
 	$(VENV)/bin/pytest -q tests/xen
 
-# tests/storagelab (LVM on real device-mapper, which the host kernel lacks) inside a QEMU guest booting Debian's
+# tests/storagelab (LVM on real device-mapper and the bond drill: the host kernel has neither) inside a QEMU guest booting Debian's
 # kernel (tests/storagelab/vm.py); `make test` runs it too.
 storagelab: setup
 	$(VENV)/bin/pytest -q tests/storagelab/test_storagelab_stage.py
