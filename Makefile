@@ -29,8 +29,8 @@ integration: setup
 xen: setup
 	$(VENV)/bin/pytest -q tests/xen
 
-# tests/storagelab (LVM on real device-mapper and the bond drill: the host kernel has neither) inside a QEMU guest booting Debian's
-# kernel (tests/storagelab/vm.py); `make test` runs it too.
+# tests/storagelab (LVM on real device-mapper, and the bond drill: the host kernel has neither) inside a QEMU guest
+# booting Debian's kernel (tests/storagelab/vm.py); `make test` runs it too.
 storagelab: setup
 	$(VENV)/bin/pytest -q tests/storagelab/test_storagelab_stage.py
 
