@@ -25,7 +25,9 @@ with libvirtd, xl:// (Xen's own xl toolstack) on one without, else qemu:///syste
   dom0 explain 5696              a Xen VBD number decoded: 22:64 = hdd
   dom0 support-bundle            save everything the admin will want, before you reboot or destroy
   dom0 image inspect disk.img    partitions, filesystems, LVM and the OS inside, without mounting
-  dom0 image extract disk.img --partition 1 -o root.img   a partition as a whole-disk image"""
+  dom0 image extract disk.img --partition 1 -o root.img   a partition as a whole-disk image
+  dom0 publish add 203.0.113.10:443 web   a public address:port forwarded to a guest (then: publish apply)
+  dom0 net check                 bonds and bridges checked for what is known to fail, with the fix"""
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
