@@ -1,11 +1,11 @@
 """The storage lab VM: tests/storagelab against real lvm2 and device-mapper, and bonds under bridges (the bond drill),
 in a QEMU guest booting Debian's kernel.
 
-The host's own kernel has no device-mapper and no bonding, so this boots the newest Debian kernel in /boot (with its initrd) under
-QEMU's software emulation, on a root debootstrapped and cached by the Xen lab's code (tests/xen/lab.py) with this
-lab's package list, plus one empty sparse disk that the tests make a volume group on. Every run copies the project's
-src/ and tests/storagelab/ into the root (/opt/dom0), packs it with `mkfs.ext4 -d` (no mount), boots it with `init`
-(beside this file) as its init, and reads /outputs back with debugfs.
+The host's own kernel has no device-mapper and no bonding, so this boots the newest Debian kernel in /boot (with its
+initrd) under QEMU's software emulation, on a root debootstrapped and cached by the Xen lab's code (tests/xen/lab.py)
+with this lab's package list, plus one empty sparse disk that the tests make a volume group on. Every run copies the
+project's src/ and tests/storagelab/ into the root (/opt/dom0), packs it with `mkfs.ext4 -d` (no mount), boots it
+with `init` (beside this file) as its init, and reads /outputs back with debugfs.
 
 Needs root. Run it alone with `make storagelab`, or `cd tests && ../.venv/bin/python -m storagelab.vm`.
 """
