@@ -382,6 +382,32 @@ def _add_image(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _add_json(p)
 
     p = verb(
+        "adapt",
+        "dom0.cli.adapt:cmd_adapt",
+        "fit a guest to the hypervisor it moves to: console, NIC driver, disk names, SELinux, kernel (P2V)",
+    )
+    p.add_argument("target", metavar="TARGET", help="image (raw, qcow2), block device (an LV), or a shut-off guest")
+    p.add_argument(
+        "--for",
+        dest="hypervisor",
+        required=True,
+        choices=("xen-pv", "xen-pvh", "xen-hvm", "kvm"),
+        help="where it boots",
+    )
+    p.add_argument("-n", "--dry-run", action="store_true", help="print the plan (each file, before -> after, why)")
+    _add_json(p)
+
+    p = verb(
+        "hints",
+        "dom0.cli.adapt:cmd_hints",
+        "stubs for other families' package tools (apt-get on Fedora says: use yum), only where the real one is absent",
+    )
+    p.add_argument("target", metavar="TARGET", help="image (raw, qcow2), block device (an LV), or a shut-off guest")
+    p.add_argument("--remove", action="store_true", help="take out exactly the stubs dom0 installed")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print what would be written or removed")
+    _add_json(p)
+
+    p = verb(
         "kernel",
         "dom0.cli.image_kernel:cmd_kernel",
         "copy the guest's newest kernel and initrd out of its /boot, and print the boot lines for it",
