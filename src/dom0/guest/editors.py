@@ -3,7 +3,9 @@
 Every path is a guest path. Its directory is resolved inside the guest (image/tree.py), its last component never:
 writing over a symlink replaces the link by a regular file, removing one removes the link. Files are always
 replaced by a new inode, so a hard link elsewhere (/etc/hostname linked to /etc/shadow) keeps its old content.
-Edits are collected and applied together by close(), which then reads every one back to check it.
+Edits are collected and applied together by close(), which then reads every one back to check it. A symlink is
+made the same way (a new entry in place of the old one, checked by reading its target back); its target is stored
+as given and never looked at, as `ln -sf` would.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +34,9 @@ _SUPERBLOCK = 1024
 _EXT_MAGIC = 0xEF53
 _INCOMPAT_RECOVER = 0x4
 
+# Linux refuses a symlink target longer than a page (PATH_MAX, ENAMETOOLONG).
+MAX_LINK_TARGET = 4095
+
 
 class GuestEditor(Protocol):
     """Writes and removals inside one guest filesystem; `tree` reads it as it was when the editor was opened."""
@@ -45,17 +51,42 @@ class GuestEditor(Protocol):
         """Remove the entry `path` itself (never a link's target); nothing happens when it is not there."""
         ...
 
+    def symlink(self, path: str, target: str) -> None:
+        """Make `path` a symlink to `target` (stored as given, never resolved); an entry there is replaced."""
+        ...
+
     def close(self) -> None:
         """Apply every edit, sync, and check each one by reading it back; Dom0Error if one did not take."""
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """A symlink to be made: its target as the guest will read it."""
+
+    target: str
+
+
+# What an edit leaves at a path: a regular file (content, mode), a symlink, or nothing.
+_State = tuple[bytes, int] | _Link | None
+
+
+def _check_target(path: str, target: str) -> _Link:
+    try:
+        size = len(target.encode()) if isinstance(target, str) else 0
+    except UnicodeEncodeError:
+        size = 0
+    if not 0 < size <= MAX_LINK_TARGET or "\0" in target:
+        raise Dom0Error(f"{target!r} cannot be the target of the symlink {path}", "give a UTF-8 path, 1-4095 bytes")
+    return _Link(target)
+
+
 class _Batch:
-    """The edits so far, by canonical guest path: new content and mode, or None for removed."""
+    """The edits so far, by canonical guest path: new content and mode, a symlink, or None for removed."""
 
     def __init__(self, tree: ResolvingTree) -> None:
         self.tree = tree
-        self.final: dict[str, tuple[bytes, int] | None] = {}
+        self.final: dict[str, _State] = {}
         self.existed: dict[str, bool] = {}
         self.closed = False
 
@@ -76,14 +107,14 @@ class _Batch:
             )
         return real, name
 
-    def record(self, path: str, state: tuple[bytes, int] | None) -> tuple[str, str]:
+    def record(self, path: str, state: _State) -> tuple[str, str]:
         parent, name = self.locate(path)
         full = _join(parent, name)
         if full not in self.existed:
             self.existed[full] = self.tree.lexists(full)
         if self.existed[full] and self.tree.readlink(full) is None and self.tree.is_dir(full):
             raise Dom0Error(f"{path} is a directory in the guest ({self.tree.name})", "dom0 only edits files")
-        if state is not None and not 0 <= state[1] <= 0o7777:
+        if isinstance(state, tuple) and not 0 <= state[1] <= 0o7777:
             raise Dom0Error(f"mode {state[1]:o} for {path} is not a file mode")
         self.final.pop(full, None)  # keep the order of last change
         self.final[full] = state
@@ -94,6 +125,8 @@ class _Batch:
         for full, state in self.final.items():
             if state is None:
                 ok = not fresh.lexists(full)
+            elif isinstance(state, _Link):
+                ok = fresh.readlink(full) == state.target
             else:
                 ok = (
                     fresh.readlink(full) is None
@@ -102,7 +135,7 @@ class _Batch:
                     and fresh.read_bytes(full, len(state[0])) == state[0]
                 )
             if not ok:
-                what = "removed" if state is None else "written"
+                what = "removed" if state is None else "linked" if isinstance(state, _Link) else "written"
                 raise Dom0Error(f"{full} was not {what} in the guest ({fresh.name})", "the filesystem may be damaged")
 
 
@@ -130,6 +163,10 @@ class DirectoryEditor:
         """Remove the entry `path` itself (applied by close())."""
         self._batch.record(path, None)
 
+    def symlink(self, path: str, target: str) -> None:
+        """Make `path` a symlink to `target` (applied by close())."""
+        self._batch.record(path, _check_target(path, target))
+
     def _open_dir(self, parent: str) -> int:
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(self.root, flags)
@@ -143,13 +180,16 @@ class DirectoryEditor:
             raise
         return fd
 
-    def _apply(self, full: str, state: tuple[bytes, int] | None) -> None:
+    def _apply(self, full: str, state: _State) -> None:
         parent, _, name = full.rpartition("/")
         dfd = self._open_dir(parent or "/")
         try:
             if state is None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name, dir_fd=dfd)  # unlink never follows a symlink
+                return
+            if isinstance(state, _Link):
+                self._link(dfd, name, state.target)
                 return
             data, mode = state
             tmp = f".{name}.dom0-{secrets.token_hex(4)}"
@@ -171,6 +211,20 @@ class DirectoryEditor:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+    @staticmethod
+    def _link(dfd: int, name: str, target: str) -> None:
+        tmp = f".{name}.dom0-{secrets.token_hex(4)}"
+        os.symlink(target, tmp, dir_fd=dfd)
+        try:
+            if os.geteuid() == 0:
+                os.chown(tmp, 0, 0, dir_fd=dfd, follow_symlinks=False)
+        except BaseException:
+            os.unlink(tmp, dir_fd=dfd)
+            raise
+        # As for files: rename replaces whatever entry was there, and a link there is never followed.
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        os.fsync(dfd)
 
     def close(self) -> None:
         """Apply the edits in order, then read each back."""
@@ -287,6 +341,13 @@ class DebugfsEditor:
         _quotable(path)
         self._batch.record(path, None)
 
+    def symlink(self, path: str, target: str) -> None:
+        """Make `path` a symlink to `target` (applied by close())."""
+        _quotable(path)
+        link = _check_target(path, target)
+        _quotable(target)
+        self._batch.record(path, link)
+
     def commands(self, scratch: Path) -> list[str]:
         """The debugfs commands for the edits, content files written under `scratch` (ours, mode 0700)."""
         lines: list[str] = []
@@ -299,7 +360,10 @@ class DebugfsEditor:
             lines.append(f'cd "{parent or "/"}"')
             if existed:
                 lines.append(f'rm "{name}"')  # removes the entry (a link's target is never looked at)
-            if state is not None:
+            if isinstance(state, _Link):
+                # debugfs's symlink makes the entry in the current directory, root-owned, mode 0777 like ln -s.
+                lines.append(f'symlink "{name}" "{state.target}"')
+            elif state is not None:
                 data, mode = state
                 local = scratch / f"{n}.data"
                 local.write_bytes(data)

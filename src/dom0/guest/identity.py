@@ -51,17 +51,22 @@ class IdentityChange:
 
 @dataclass(frozen=True)
 class Edit:
-    """One change to a guest file; `why` says what it is for, for the plan shown before anything is done."""
+    """One change to a guest file; `why` says what it is for, for the plan shown before anything is done.
+
+    A "symlink" edit makes `path` a symlink whose target is `data` (as the guest will read it; `mode` unused)."""
 
     path: str
-    action: Literal["write", "remove"]
+    action: Literal["write", "remove", "symlink"]
     data: bytes = b""
     mode: int = 0o644
     why: str = ""
 
     def __str__(self) -> str:
-        verb = "write " if self.action == "write" else "remove"
-        return f"{verb} {self.path}: {self.why}" if self.why else f"{verb} {self.path}"
+        if self.action == "symlink":
+            what = f"link   {self.path} -> {self.data.decode(errors='replace')}"
+        else:
+            what = f"{'write ' if self.action == 'write' else 'remove'} {self.path}"
+        return f"{what}: {self.why}" if self.why else what
 
 
 def check_request(hostname: str, address: str, gateway: str) -> Static | None:
@@ -306,6 +311,8 @@ def apply_edits(editor: GuestEditor, edits: list[Edit]) -> None:
     for edit in edits:
         if edit.action == "write":
             editor.write(edit.path, edit.data, edit.mode)
+        elif edit.action == "symlink":
+            editor.symlink(edit.path, edit.data.decode(errors="surrogateescape"))
         else:
             editor.remove(edit.path)
     editor.close()
