@@ -1,0 +1,396 @@
+"""`dom0 image adapt`: what a guest needs to boot on another hypervisor, planned from its files, then written.
+
+The target is an image file (raw, qcow2), a block device (an LV) or a shut-off guest (each of its disks in turn,
+until one holds an operating system). The plan only reads; apply edits the guest's filesystem from userspace
+(debugfs on ext2/3/4, a qcow2 seen as raw bytes through a FUSE export), never through a host mount, and every
+edit is read back. A guest no installed kernel of which can boot on the target is refused before any edit: a
+guest adapted to the letter that then cannot boot is worse than one left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dom0 import storage
+from dom0.adapt.target import Target, devices
+from dom0.errors import Dom0Error, GuestNotFound, HypervisorUnavailable
+from dom0.guest import identity
+from dom0.guest.editors import EXT_TYPES, open_editor
+from dom0.image.layout import Filesystem, Layout, scan
+from dom0.image.osinspect import OperatingSystem, find_roots, match_filesystem
+from dom0.image.source import open_image
+from dom0.image.tree import ResolvingTree
+from dom0.model import DiskSource, GuestState
+
+if TYPE_CHECKING:
+    from dom0.cli.session import ImageOptions
+    from dom0.hypervisor import Hypervisor
+
+__all__ = [
+    "AdaptPlan",
+    "AdaptResult",
+    "DiskRef",
+    "Readiness",
+    "Root",
+    "TargetImage",
+    "apply_adapt",
+    "edit_root",
+    "located_root",
+    "plan_adapt",
+    "readiness",
+    "resolve_target",
+    "split_edits",
+]
+
+# Diff lines shown per file in a plan: a grub.cfg can be long, and the plan is read by a person.
+MAX_DIFF_LINES = 40
+
+
+@dataclass(frozen=True, slots=True)
+class DiskRef:
+    """One disk to look at: its host path, its format (raw or qcow2), and the guest's name for it ("vda")."""
+
+    path: str
+    format: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetImage:
+    """What TARGET named: in words, and the disks it stands for."""
+
+    ref: str
+    description: str
+    disks: tuple[DiskRef, ...]
+    notes: tuple[str, ...] = ()
+    backing_dirs: tuple[str, ...] = ()  # where its qcow2 bases may be read from (--backing-dir)
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """The operating system's root filesystem: which disk, where in it, and what was found there."""
+
+    disk: DiskRef
+    location: str
+    offset: int
+    fs_type: str
+    system: OperatingSystem
+    # Other filesystems the guest mounts (its /boot), as (mountpoint, location, offset, type): edits below a
+    # mountpoint are made in that filesystem.
+    mounts: tuple[tuple[str, str, int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class AdaptPlan:
+    """Everything `adapt` will do, read from the guest without changing it."""
+
+    target: TargetImage
+    hypervisor: Target
+    root: Root
+    kernels: tuple[Any, ...]  # KernelVerdict, newest first
+    changes: tuple[Any, ...]  # FileChange, each with its identity.Edit
+    diffs: tuple[tuple[str, ...], ...]  # per change, its removed (-) and added (+) lines
+    notes: tuple[str, ...]
+
+    @property
+    def edits(self) -> list[identity.Edit]:
+        """The edits of every change, in order."""
+        return [c.edit for c in self.changes]
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptResult:
+    """What apply did: the plan, and whether anything was written."""
+
+    plan: AdaptPlan
+    applied: bool
+
+    @property
+    def changed(self) -> int:
+        """How many files were changed."""
+        return len(self.plan.changes) if self.applied else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether an operating system boots as it is on one target, and, if not, what it needs (short phrases)."""
+
+    ready: bool
+    needs: tuple[str, ...]
+
+
+# --- what TARGET names -------------------------------------------------------------------------------------------
+
+
+def _format_of(kind: str) -> str:
+    return "qcow2" if "qcow2" in kind else "raw"
+
+
+def resolve_target(ref: str, *, hv: Callable[[], Hypervisor], image_options: ImageOptions | None = None) -> TargetImage:
+    """The disks TARGET names: an image or device path, else a shut-off guest's disks.
+
+    A path wins over a guest of the same name (a note says so). A guest that runs or is paused is refused: its
+    disks are in use, and editing them under it would corrupt them.
+    """
+    options = image_options or {"format": None, "backing_dirs": ()}
+    path = Path(ref)
+    if path.exists() or path.is_symlink():
+        with open_image(path, **options) as source:
+            kind = source.kind
+        notes: list[str] = []
+        if "/" not in ref:  # a guest name never has a slash: only a bare name can be both
+            with contextlib.suppress(Dom0Error):
+                guest = hv().guest(ref)
+                notes.append(
+                    f"{ref} is both a file here and a guest ({guest.name}): the file is adapted; "
+                    f"give the guest's UUID to adapt the guest"
+                )
+        disk = DiskRef(str(path), _format_of(kind))
+        return TargetImage(ref, f"{ref} ({kind})", (disk,), tuple(notes), tuple(map(str, options["backing_dirs"])))
+    if "/" in ref:
+        raise Dom0Error(f"{ref}: no such image file or block device", "check the path (a guest's name has no '/')")
+    try:
+        hypervisor = hv()
+        guest = hypervisor.guest(ref)
+    except HypervisorUnavailable as exc:
+        raise Dom0Error(
+            f"{ref}: no such image file, and no hypervisor answered to look for a guest of that name ({exc.message})",
+            "give the path of an image or block device, or the -c URI of the guest's hypervisor",
+        ) from exc
+    except GuestNotFound as exc:
+        raise Dom0Error(
+            f"{ref} is neither an image file nor a guest", "give an image, a block device (an LV) or a guest name"
+        ) from exc
+    if guest.state is not GuestState.SHUTOFF:
+        raise Dom0Error(
+            f"{guest.name} is {guest.state}: shut it down first (adapting a live guest's disks would corrupt them)",
+            f"dom0 shutdown --wait {guest.name}",
+        )
+    disks: list[DiskRef] = []
+    notes = []
+    for d in hypervisor.details(guest.uuid).disks:
+        if d.device != "disk":
+            continue
+        if d.source_kind not in (DiskSource.FILE, DiskSource.BLOCK, DiskSource.VOLUME) or not d.source:
+            notes.append(f"disk {d.target} ({d.source_kind} {d.source}) not read: it is not a local file")
+            continue
+        if d.readonly:
+            notes.append(f"disk {d.target} not edited: it is read-only")
+            continue
+        disks.append(DiskRef(d.source, "qcow2" if d.format == "qcow2" else "raw", d.target))
+    if not disks:
+        raise Dom0Error(f"{guest.name} has no local disk dom0 can read", "give the path of its image instead")
+    names = ", ".join(d.name for d in disks)
+    backing = tuple(map(str, options["backing_dirs"]))
+    return TargetImage(ref, f"guest {guest.name} (shut off), disks {names}", tuple(disks), tuple(notes), backing)
+
+
+def _mounts_of(tree: ResolvingTree, system: OperatingSystem, layout: Layout) -> tuple[tuple[str, str, int, str], ...]:
+    out = []
+    for where in tree.mountpoints:
+        entry = next((e for e in system.fstab if e.mountpoint.rstrip("/") == where.rstrip("/")), None)
+        fs = match_filesystem(entry, layout.filesystems) if entry is not None else None
+        if fs is not None:
+            out.append((where, fs.location, fs.offset, fs.type))
+    return tuple(out)
+
+
+@contextlib.contextmanager
+def located_root(
+    target: TargetImage,
+) -> Iterator[tuple[Root, ResolvingTree, tuple[Filesystem, ...], list[str]]]:
+    """The first operating system on the target's disks, its tree (open for the `with` block), the image's
+    filesystems and notes; Dom0Error when there is none, or when dom0 cannot edit where it lies."""
+    notes: list[str] = []
+    for disk in target.disks:
+        with open_image(disk.path, format=disk.format, backing_dirs=target.backing_dirs) as source:
+            layout = scan(source)
+            roots = find_roots(source, layout)
+            if not roots:
+                continue
+            fs, tree, system = roots[0]
+            where = f"{fs.location} of {disk.name or disk.path}"
+            notes.extend(f"also found {s.product_name} on {f.location}: not adapted" for f, _, s in roots[1:])
+            if "logical volume" in fs.location:
+                raise Dom0Error(
+                    f"the root filesystem is on {where}: dom0 cannot edit a filesystem inside an LV inside an image",
+                    "activate the volume group on the host and adapt the LV itself (dom0 image adapt /dev/VG/LV)",
+                )
+            if fs.type not in EXT_TYPES:
+                raise Dom0Error(
+                    f"the root filesystem ({fs.type}, {where}) cannot be edited from userspace: dom0 edits ext2/3/4",
+                    "dom0 never mounts a guest's filesystem; make these changes inside the guest, or with "
+                    "virt-customize",
+                )
+            root = Root(disk, fs.location, fs.offset, fs.type, system, _mounts_of(tree, system, layout))
+            yield root, tree, tuple(layout.filesystems), notes
+            return
+    raise Dom0Error(
+        f"no operating system found on {target.description}",
+        "dom0 image inspect shows what the image holds",
+    )
+
+
+# --- planning ----------------------------------------------------------------------------------------------------
+
+
+def _diff(tree: ResolvingTree, change: Any) -> tuple[str, ...]:
+    """The lines a change removes (-) and adds (+); a symlink made is shown as its target."""
+    edit = change.edit
+    if isinstance(change.before, str):
+        before = change.before.splitlines()
+    else:
+        before = []
+        link = tree.readlink(edit.path)
+        if link is not None:
+            before = [f"(a symlink to {link})"]
+    if edit.action == "symlink":
+        after = [f"(a symlink to {edit.data.decode(errors='replace')})"]
+    elif edit.action == "write":
+        after = edit.data.decode(errors="replace").splitlines()
+    else:
+        after = []
+    lines = [
+        line
+        for line in difflib.unified_diff(before, after, lineterm="", n=0)
+        if not line.startswith(("---", "+++", "@@"))
+    ]
+    if len(lines) > MAX_DIFF_LINES:
+        lines = [*lines[:MAX_DIFF_LINES], f"  ... {len(lines) - MAX_DIFF_LINES} more lines"]
+    return tuple(lines)
+
+
+def _reasons(verdicts: tuple[Any, ...]) -> str:
+    return "; ".join(f"{v.version}: {', '.join(v.reasons) or 'cannot boot'}" for v in verdicts) or "no kernel in /boot"
+
+
+def plan_adapt(
+    target_ref: str,
+    hypervisor_target: Target | str,
+    *,
+    hv: Callable[[], Hypervisor],
+    image_options: ImageOptions | None = None,
+) -> AdaptPlan:
+    """Read TARGET and plan its adaptation to `hypervisor_target`; nothing is written.
+
+    Dom0Error when no installed kernel can boot there (with the package to install), when no OS is found, or when
+    the root filesystem cannot be edited from userspace.
+    """
+    from dom0.adapt.bootable import judge  # type: ignore[import-not-found,unused-ignore]
+    from dom0.adapt.files import plan_files
+
+    goal = Target(hypervisor_target)
+    target = resolve_target(target_ref, hv=hv, image_options=image_options)
+    with located_root(target) as (root, tree, filesystems, notes):
+        check = judge(tree, root.system, goal)
+        verdicts = tuple(check.verdicts)
+        if check.best is None:
+            raise Dom0Error(
+                f"no kernel installed in {root.system.product_name} can boot on {goal}: {_reasons(verdicts)}",
+                f"install {check.install_hint} in the guest first, then adapt it"
+                if check.install_hint
+                else f"install a kernel that supports {goal} in the guest first, then adapt it",
+            )
+        wanted = devices(goal, xenified=bool(check.best.xenified))
+        changes, file_notes = plan_files(tree, root.system, goal, wanted, filesystems)
+        diffs = tuple(_diff(tree, c) for c in changes)
+    all_notes = (*target.notes, *notes, *file_notes)
+    return AdaptPlan(target, goal, root, verdicts, changes, diffs, tuple(all_notes))
+
+
+def readiness(
+    tree: ResolvingTree, system: OperatingSystem, filesystems: tuple[Filesystem, ...]
+) -> dict[str, Readiness]:
+    """For `image inspect`: per target, whether the OS boots there as it is, and what it would need; read only.
+
+    The kernel check reads each initrd; the verdicts are kept per kernel flavour rather than per target where the
+    checker allows, so the four targets do not read every initrd four times (judge caches by tree and path).
+    """
+    from dom0.adapt.bootable import judge  # type: ignore[import-not-found,unused-ignore]
+    from dom0.adapt.files import plan_files
+
+    out: dict[str, Readiness] = {}
+    for goal in Target:
+        try:
+            check = judge(tree, system, goal)
+        except Dom0Error as exc:
+            out[str(goal)] = Readiness(False, (f"kernel not checked: {exc.message}",))
+            continue
+        needs: list[str] = []
+        if check.best is None:
+            needs.append(f"a kernel for {goal} ({check.install_hint or 'none installed can boot there'})")
+            wanted = devices(goal)
+        else:
+            wanted = devices(goal, xenified=bool(check.best.xenified))
+        try:
+            changes, _ = plan_files(tree, system, goal, wanted, filesystems)
+        except Dom0Error as exc:
+            needs.append(f"files not checked: {exc.message}")
+            changes = ()
+        for change in changes:
+            phrase = _need(change)
+            if phrase not in needs:
+                needs.append(phrase)
+        out[str(goal)] = Readiness(not needs, tuple(needs))
+    return out
+
+
+def _need(change: Any) -> str:
+    """A short phrase for what one file change fixes: the change's own short `need` when it has one, else why."""
+    need = getattr(change, "need", "")
+    return str(need or change.why)
+
+
+# --- applying ----------------------------------------------------------------------------------------------------
+
+
+def split_edits(
+    root: Root, realpath: Callable[[str], str | None], edits: list[identity.Edit]
+) -> dict[str, list[identity.Edit]]:
+    """The edits per mountpoint ("/" or "/boot"), each path made relative to its own filesystem."""
+    by_mount: dict[str, list[identity.Edit]] = {}
+    mountpoints = sorted((m[0] for m in root.mounts), key=len, reverse=True)
+    for edit in edits:
+        parent, _, name = edit.path.rpartition("/")
+        real = realpath(parent or "/") or (parent or "/")
+        full = f"{real.rstrip('/')}/{name}"
+        where = next((m for m in mountpoints if full.startswith(m.rstrip("/") + "/")), "/")
+        inner = full if where == "/" else full[len(where.rstrip("/")) :]
+        by_mount.setdefault(where, []).append(identity.Edit(inner, edit.action, edit.data, edit.mode, edit.why))
+    return by_mount
+
+
+def edit_root(root: Root, groups: dict[str, list[identity.Edit]]) -> None:
+    """Apply the edits of each filesystem (from split_edits) at once, each read back; a qcow2 disk is seen as raw bytes
+    through a FUSE export for the while, as clone does."""
+    places = {"/": (root.offset, root.fs_type), **{m[0]: (m[2], m[3]) for m in root.mounts}}
+    disk = root.disk
+    with contextlib.ExitStack() as stack:
+        try:
+            raw = stack.enter_context(storage.raw_view(Path(disk.path), disk.format))
+        except Dom0Error as exc:
+            raise Dom0Error(
+                f"cannot open {disk.path} for editing: {exc.message}",
+                f"convert it to raw first (qemu-img convert -O raw {disk.path} NEW.raw) and adapt that",
+            ) from exc
+        # every editor opened (superblocks checked, journals replayed) before the first one writes
+        editors = [(open_editor(raw, *places[where]), group) for where, group in groups.items() if group]
+        for editor, group in editors:
+            identity.apply_edits(editor, group)
+
+
+def apply_adapt(plan: AdaptPlan) -> AdaptResult:
+    """Write the plan's edits into the guest; nothing when the plan has none."""
+    if not plan.changes:
+        return AdaptResult(plan, False)
+    with located_root(plan.target) as (root, tree, _, _):
+        if (root.disk, root.location) != (plan.root.disk, plan.root.location):
+            raise Dom0Error(f"{plan.target.description} changed since it was planned", "run dom0 image adapt again")
+        groups = split_edits(root, tree.realpath, plan.edits)
+    edit_root(root, groups)
+    return AdaptResult(plan, True)
