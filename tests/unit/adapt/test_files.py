@@ -12,10 +12,11 @@ import pytest
 
 from dom0.adapt.files import FilesPlan, plan_files
 from dom0.adapt.target import Target, devices
-from dom0.guest import DirectoryEditor, apply_edits
+from dom0.guest import DirectoryEditor, apply_edits, open_editor
 from dom0.image.osinspect import inspect_tree
 from dom0.image.probe import Filesystem
-from dom0.image.tree import DirectoryTree
+from dom0.image.source import open_image
+from dom0.image.tree import DirectoryTree, FilesystemTree
 
 ROOT_UUID = "6a1f4e2c-3b5d-4c7e-9f10-2a3b4c5d6e7f"
 # The image's own filesystems: partition 1 has a UUID (so it is named by it), partition 2 (swap) has none.
@@ -255,3 +256,24 @@ def test_selinux_context_added_once_to_an_existing_local_file(tmp_path: Path) ->
         "/dev/hvc0    -c    system_u:object_r:tty_device_t:s0\n"
     )
     assert "/.autorelabel" not in [c.path for c in plan.changes]
+
+
+def test_debian12_adapted_inside_an_ext4_image(tmp_path: Path) -> None:
+    root = _guest(
+        tmp_path,
+        "debian12",
+        {"/lib/systemd/system/serial-getty@.service": SERIAL_UNIT, "/boot/grub/grub.cfg": DEBIAN_GRUB_CFG},
+    )
+    image = ostrees.mkfs_ext4(root, tmp_path / "root.ext4", size_mb=32)
+    editor = open_editor(image, 0, "ext4")
+    system = inspect_tree(editor.tree)
+    assert system is not None
+    plan = plan_files(editor.tree, system, Target.KVM, devices(Target.KVM), FILESYSTEMS)
+    apply_edits(editor, [c.edit for c in plan.changes])
+    tree = FilesystemTree(open_image(image).window(0, 32 * 1024 * 1024).as_file(), "ext4", "readback")
+    link = "/etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"
+    assert tree.readlink(link) == "/lib/systemd/system/serial-getty@.service"
+    assert "ro quiet console=ttyS0,115200\n" in tree.read_text("/boot/grub/grub.cfg")
+    again = inspect_tree(tree)
+    assert again is not None
+    assert plan_files(tree, again, Target.KVM, devices(Target.KVM), FILESYSTEMS).changes == ()
