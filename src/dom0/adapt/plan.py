@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dom0 import storage
-from dom0.adapt.target import Target, devices
+from dom0.adapt.target import Devices, Target, devices
 from dom0.errors import Dom0Error, GuestNotFound, HypervisorUnavailable
 from dom0.guest import identity
 from dom0.guest.editors import EXT_TYPES, open_editor
@@ -281,11 +282,11 @@ def plan_adapt(
     Dom0Error when no installed kernel can boot there (with the package to install), when no OS is found, or when
     the root filesystem cannot be edited from userspace.
     """
+    goal = Target(hypervisor_target)
+    target = resolve_target(target_ref, hv=hv, image_options=image_options)
     from dom0.adapt.bootable import judge  # type: ignore[import-not-found,unused-ignore]
     from dom0.adapt.files import plan_files
 
-    goal = Target(hypervisor_target)
-    target = resolve_target(target_ref, hv=hv, image_options=image_options)
     with located_root(target) as (root, tree, filesystems, notes):
         check = judge(tree, root.system, goal)
         verdicts = tuple(check.verdicts)
@@ -333,17 +334,31 @@ def readiness(
             needs.append(f"files not checked: {exc.message}")
             changes = ()
         for change in changes:
-            phrase = _need(change)
+            phrase = _need(change, system, wanted)
             if phrase not in needs:
                 needs.append(phrase)
         out[str(goal)] = Readiness(not needs, tuple(needs))
     return out
 
 
-def _need(change: Any) -> str:
-    """A short phrase for what one file change fixes: the change's own short `need` when it has one, else why."""
-    need = getattr(change, "need", "")
-    return str(need or change.why)
+_OLD_DISK = re.compile(r"\b((?:[hsv]|xv)d[a-z]+)\d*\s*->")
+
+
+def _need(change: Any, system: OperatingSystem, wanted: Devices) -> str:
+    """What one file change fixes, in a few words for `image inspect` ("console tty1 only", "tg3 driver")."""
+    topic, _, detail = str(change.why).partition(":")
+    if topic == "console":
+        gettys = [t for t in system.console.gettys if t != wanted.console]
+        return f"console {', '.join(gettys)} only" if gettys else f"no login on {wanted.console}"
+    if topic == "network driver":
+        old = sorted({d for d in system.network.driver_aliases.values() if d != wanted.nic_driver})
+        return ", ".join(f"{d} driver" for d in old) or "network driver"
+    if topic == "disk names":
+        names = sorted(set(_OLD_DISK.findall(detail)))
+        return f"{', '.join(names)} disk names" if names else "disk names"
+    if topic.startswith("SELinux"):
+        return "SELinux labels"
+    return topic if detail else str(change.why)
 
 
 # --- applying ----------------------------------------------------------------------------------------------------

@@ -36,9 +36,9 @@ def _say(lines: list[str]) -> None:
 
 def _kernel_line(verdict: Any, goal: str) -> str:
     if verdict.bootable:
-        return f"kernel {verdict.version}: boots on {goal}" + (
-            " (xenified 2.6.18-era kernel)" if verdict.xenified else ""
-        )
+        # a xenified kernel names the console xvc0 and the NIC driver xennet: say why the plan uses those
+        flavour = " (a xenified 2.6.18-era Xen kernel: xvc0, xennet)" if verdict.xenified and goal != "kvm" else ""
+        return f"kernel {verdict.version}: boots on {goal}{flavour}"
     return f"kernel {verdict.version}: cannot boot on {goal}: {', '.join(verdict.reasons) or 'no reason given'}"
 
 
