@@ -124,7 +124,7 @@ class _Facts:
         self.config_path = f"/boot/config-{kernel.version}"
         self.config = self._config()
         self.moddir = next(
-            (d for d in (f"/lib/modules/{kernel.version}", f"/usr/lib/modules/{kernel.version}") if tree.is_dir(d)),
+            (d for d in (f"/lib/modules/{kernel.version}", f"/usr/lib/modules/{kernel.version}") if self._is(d, "dir")),
             None,
         )
         self.builtin = self._modlist("modules.builtin")
@@ -134,8 +134,16 @@ class _Facts:
             (2, 6, 16) <= self.release < (2, 6, 19) and (self.config or {}).get("CONFIG_XEN") == "y"
         )
 
+    def _is(self, path: str, kind: str) -> bool:
+        """Whether `path` is a file or dir in the guest; a symlink loop there is a note, not an error."""
+        try:
+            return self.tree.is_dir(path) if kind == "dir" else self.tree.is_file(path)
+        except Dom0Error as e:
+            self.notes.append(f"{path} not read: {e.message}")
+            return False
+
     def _config(self) -> dict[str, str] | None:
-        if not self.tree.is_file(self.config_path):
+        if not self._is(self.config_path, "file"):
             return None
         try:
             return parse_config(self.tree.read_text(self.config_path, _MAX_CONFIG))
@@ -144,7 +152,7 @@ class _Facts:
             return None
 
     def _modlist(self, name: str) -> frozenset[str] | None:
-        if self.moddir is None or not self.tree.is_file(f"{self.moddir}/{name}"):
+        if self.moddir is None or not self._is(f"{self.moddir}/{name}", "file"):
             return None
         try:
             text = self.tree.read_text(f"{self.moddir}/{name}", _MAX_MODLIST)
@@ -163,7 +171,7 @@ class _Facts:
                 listed = frozenset(
                     m
                     for d in ("kernel/drivers/net", "kernel/drivers/xen/netfront", "kernel/drivers/virtio")
-                    if self.moddir is not None and self.tree.is_dir(f"{self.moddir}/{d}")
+                    if self.moddir is not None and self._is(f"{self.moddir}/{d}", "dir")
                     for f in self.tree.listdir(f"{self.moddir}/{d}")
                     if (m := module_name(f))
                 )

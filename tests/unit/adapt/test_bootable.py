@@ -202,11 +202,13 @@ def test_hostile_config_and_initrd_are_notes_not_errors(tmp_path: Path) -> None:
     (root / "boot" / f"config-{DEB}").symlink_to(tmp_path / "host-config")  # a host path: not followed
     (tmp_path / "host-config").write_text(DEB_CONFIG.replace("CONFIG_XEN=y", "# CONFIG_XEN is not set"))
     (root / "boot" / f"initrd.img-{DEB}").write_bytes(_early_microcode_zstd(DEB_INITRD)[:700])
+    (root / "usr" / "lib" / "modules" / DEB / "modules.builtin").symlink_to("modules.builtin")  # a loop
     got = check(root, Target.XEN_PV)
     # judged without the host's config (which says no Xen), and the cut initrd said
     assert got.best is not None
     assert got.best.reasons[0] == f"no /boot/config-{DEB}: judged from the version, flavour and initrd only"
-    assert got.best.reasons[1].startswith(f"/boot/initrd.img-{DEB}: initrd truncated after 1 entries")
+    assert got.best.reasons[1].startswith(f"/lib/modules/{DEB}/modules.builtin not read: symlink loop")
+    assert got.best.reasons[2].startswith(f"/boot/initrd.img-{DEB}: initrd truncated after 1 entries")
 
 
 @pytest.mark.parametrize(
