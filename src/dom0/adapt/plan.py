@@ -284,7 +284,7 @@ def plan_adapt(
     """
     goal = Target(hypervisor_target)
     target = resolve_target(target_ref, hv=hv, image_options=image_options)
-    from dom0.adapt.bootable import judge  # type: ignore[import-not-found,unused-ignore]
+    from dom0.adapt.bootable import judge
     from dom0.adapt.files import plan_files
 
     with located_root(target) as (root, tree, filesystems, notes):
@@ -293,7 +293,7 @@ def plan_adapt(
         if check.best is None:
             raise Dom0Error(
                 f"no kernel installed in {root.system.product_name} can boot on {goal}: {_reasons(verdicts)}",
-                f"install {check.install_hint} in the guest first, then adapt it"
+                f"{check.install_hint}, then adapt it again"
                 if check.install_hint
                 else f"install a kernel that supports {goal} in the guest first, then adapt it",
             )
@@ -312,7 +312,7 @@ def readiness(
     The kernel check reads each initrd; the verdicts are kept per kernel flavour rather than per target where the
     checker allows, so the four targets do not read every initrd four times (judge caches by tree and path).
     """
-    from dom0.adapt.bootable import judge  # type: ignore[import-not-found,unused-ignore]
+    from dom0.adapt.bootable import judge
     from dom0.adapt.files import plan_files
 
     out: dict[str, Readiness] = {}
@@ -324,7 +324,8 @@ def readiness(
             continue
         needs: list[str] = []
         if check.best is None:
-            needs.append(f"a kernel for {goal} ({check.install_hint or 'none installed can boot there'})")
+            package = re.match(r"install (\S+)", check.install_hint or "")
+            needs.append(f"a kernel for {goal}" + (f" (install {package.group(1)})" if package else ""))
             wanted = devices(goal)
         else:
             wanted = devices(goal, xenified=bool(check.best.xenified))
