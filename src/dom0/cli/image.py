@@ -152,6 +152,26 @@ def _os_text(system: Any) -> list[str]:
     return lines
 
 
+def _readiness(tree: Any, system: Any, filesystems: tuple[Filesystem, ...]) -> dict[str, Any]:
+    """Per target (xen-pv, ..., kvm), what `dom0 image adapt` would change: read only, nothing written."""
+    from dom0.adapt.plan import readiness
+
+    return readiness(tree, system, filesystems)
+
+
+def _ready_text(ready: dict[str, Any]) -> list[str]:
+    return [
+        f"    ready for {goal}: " + ("yes" if r.ready else "no: " + ", ".join(r.needs)) for goal, r in ready.items()
+    ]
+
+
+def _os_json(system: Any, ready: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **system.to_json(),
+        "adapt": {goal: {"ready": r.ready, "needs": list(r.needs)} for goal, r in ready.items()},
+    }
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """`dom0 image inspect PATH`: partition table, partitions, filesystems, LVM and operating systems."""
     path = Path(args.path)
@@ -159,36 +179,40 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         from dom0.image.osinspect import inspect_tree
         from dom0.image.tree import DirectoryTree
 
-        system = inspect_tree(DirectoryTree(path))
+        tree = DirectoryTree(path)
+        system = inspect_tree(tree)
         systems = [system] if system is not None else []
+        ready = [_readiness(tree, s, ()) for s in systems]
         if args.json:
             empty = Layout("none", 512, (), (), (), 0)
             doc = layout_json(str(path), "directory", empty)
             doc["size_bytes"] = None
-            doc["operating_systems"] = [s.to_json() for s in systems]
+            doc["operating_systems"] = [_os_json(s, r) for s, r in zip(systems, ready, strict=True)]
             print_json(doc)
             return 0
         print(f"{path}: directory (a mounted or chroot tree)")
-        for s in systems:
-            print("\n".join(terminal_safe(line) for line in _os_text(s)))
+        for s, r in zip(systems, ready, strict=True):
+            print("\n".join(terminal_safe(line) for line in [*_os_text(s), *_ready_text(r)]))
         if not systems:
             print("  no operating system found (no /etc with release files)")
         return 0
     from dom0.image.layout import scan
-    from dom0.image.osinspect import inspect_operating_systems
+    from dom0.image.osinspect import find_roots
     from dom0.image.source import open_image
 
     with open_image(path, **image_options(args)) as source:
         layout = scan(source)
-        systems = inspect_operating_systems(source, layout)
+        roots = find_roots(source, layout)
+        systems = [s for _, _, s in roots]
+        ready = [_readiness(t, s, tuple(layout.filesystems)) for _, t, s in roots]
         if args.json:
             doc = layout_json(str(path), source.kind, layout)
-            doc["operating_systems"] = [s.to_json() for s in systems]
+            doc["operating_systems"] = [_os_json(s, r) for s, r in zip(systems, ready, strict=True)]
             print_json(doc)
             return 0
         lines = layout_text(str(path), source, layout)
-    for s in systems:
-        lines.extend(_os_text(s))
+    for s, r in zip(systems, ready, strict=True):
+        lines.extend([*_os_text(s), *_ready_text(r)])
     # Labels, names and release text come from the image: shown with their control characters escaped.
     print("\n".join(terminal_safe(line) for line in lines))
     return 0

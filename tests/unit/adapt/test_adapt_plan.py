@@ -169,3 +169,30 @@ def test_a_root_dom0_cannot_edit_is_refused_never_mounted(tmp_path: Path, stand_
     assert "(xfs, whole disk of" in caught.value.message
     assert "dom0 edits ext2/3/4" in caught.value.message
     assert "never mounts" in caught.value.hint
+
+
+def test_inspect_readiness_reads_each_initrd_once_for_all_four_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dom0.adapt import bootable
+    from dom0.adapt.plan import readiness
+    from dom0.image.layout import scan
+    from dom0.image.osinspect import find_roots
+
+    reads: list[str] = []
+    real = bootable.initrd_files
+
+    def counted(tree: Any, path: str) -> Any:
+        reads.append(path)
+        return real(tree, path)
+
+    monkeypatch.setattr(bootable, "initrd_files", counted)
+    image = ostrees.mkfs_ext4(ostrees.fedora_core5().build(tmp_path / "tree"), tmp_path / "fc5.img")
+    with open_image(image) as source:
+        layout = scan(source)
+        [(_, tree, system)] = find_roots(source, layout)
+        ready = readiness(tree, system, tuple(layout.filesystems))
+    assert list(ready) == ["xen-pv", "xen-pvh", "xen-hvm", "kvm"]
+    assert reads  # the initrds were looked into...
+    assert sorted(reads) == sorted(set(reads))  # ...once each, not once per target
+    assert len(reads) <= len(system.kernels)

@@ -139,3 +139,26 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     done = dom0("image", "adapt", str(tmp_path), "--for", "vmware")
     assert done.rc == 2
     assert "invalid choice" in done.err
+
+
+def test_inspect_says_per_target_what_adapt_would_change_and_writes_nothing(tmp_path: Path) -> None:
+    image = _fc5(tmp_path)
+    digest = _digest(image)
+    shown = dom0("image", "inspect", str(image))
+    assert shown.rc == 0, shown.err
+    ready = [line.strip() for line in shown.out.splitlines() if line.strip().startswith("ready for ")]
+    assert ready == [
+        "ready for xen-pv: no: console tty1, tty2 only, tg3 driver",
+        "ready for xen-pvh: no: a kernel for xen-pvh (install kernel), console tty1, tty2 only, tg3 driver",
+        "ready for xen-hvm: no: console tty1, tty2 only, tg3 driver",  # the plain kernel boots on emulated hardware
+        "ready for kvm: no: a kernel for kvm (install kernel), console tty1, tty2 only, tg3 driver",
+    ]
+    doc = json.loads(dom0("image", "inspect", str(image), "--json").out)
+    adapt = doc["operating_systems"][0]["adapt"]
+    assert list(adapt) == ["xen-pv", "xen-pvh", "xen-hvm", "kvm"]
+    assert adapt["xen-pv"] == {"ready": False, "needs": ["console tty1, tty2 only", "tg3 driver"]}
+    assert _digest(image) == digest
+
+    assert dom0("image", "adapt", str(image), "--for", "xen-pv").rc == 0
+    after = dom0("image", "inspect", str(image), "--json")
+    assert json.loads(after.out)["operating_systems"][0]["adapt"]["xen-pv"] == {"ready": True, "needs": []}
