@@ -179,8 +179,9 @@ def test_inspect_readiness_reads_each_initrd_once_for_all_four_targets(
     from dom0.image.layout import scan
     from dom0.image.osinspect import find_roots
 
+    from dom0.adapt.initrd import initrd_files as real
+
     reads: list[str] = []
-    real = bootable.initrd_files
 
     def counted(tree: Any, path: str) -> Any:
         reads.append(path)
