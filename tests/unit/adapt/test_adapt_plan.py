@@ -175,11 +175,10 @@ def test_inspect_readiness_reads_each_initrd_once_for_all_four_targets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dom0.adapt import bootable
+    from dom0.adapt.initrd import initrd_files as real
     from dom0.adapt.plan import readiness
     from dom0.image.layout import scan
     from dom0.image.osinspect import find_roots
-
-    from dom0.adapt.initrd import initrd_files as real
 
     reads: list[str] = []
 
