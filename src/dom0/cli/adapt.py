@@ -31,7 +31,8 @@ def _lazy_hypervisor(args: argparse.Namespace) -> Iterator[Callable[[], Hypervis
 
 
 def _say(lines: list[str]) -> None:
-    print("\n".join(terminal_safe(line) for line in lines))
+    # tabs in guest files (grub.cfg indents with them) shown as spaces, not escaped: only display changes
+    print("\n".join(terminal_safe(line.expandtabs(8)) for line in lines))
 
 
 def _kernel_line(verdict: Any, goal: str) -> str:

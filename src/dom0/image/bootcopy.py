@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 from dom0 import humanize
 from dom0.errors import Dom0Error
 from dom0.filedata import kind_of
-from dom0.image.kernels import Kernel, choose_kernel, root_argument
+from dom0.image.kernels import Kernel, boot_arguments, choose_kernel, root_argument
 from dom0.image.layout import scan
 from dom0.image.osinspect import OperatingSystem, find_roots, inspect_tree
 from dom0.image.source import open_image
@@ -259,6 +259,7 @@ def copy_kernel(
         raise Dom0Error(f"{out} is not a directory", "give -o a directory for the kernel and initrd")
     with _guest(image, format, backing_dirs) as (tree, system):
         kernel = choose_kernel(system.kernels, version)
+        arguments = boot_arguments(tree, kernel)
         _prepare_output(out, kernel)
         copied_kernel = copy_out(tree, kernel.kernel, out, sync=sync)
         copied_initrd = copy_out(tree, kernel.initrd, out, sync=sync) if kernel.initrd else None
@@ -273,7 +274,7 @@ def copy_kernel(
         relinked = True
     changed = copied_kernel.copied or (copied_initrd is not None and copied_initrd.copied) or relinked
     root, root_note = root_argument(system.root_device)
-    cmdline = f"root={root} ro" if root else None
+    cmdline = " ".join((f"root={root}", "ro", *arguments)) if root else None
     shown_initrd = initrd_link if copied_initrd else None
     libvirt, xl, line_notes = boot_lines(kernel_link, shown_initrd, cmdline)
     return KernelCopy(

@@ -147,3 +147,32 @@ def choose_kernel(kernels: tuple[Kernel, ...], version: str | None) -> Kernel:
         f"no kernel {version} in the guest's /boot",
         "installed: " + ", ".join(k.version for k in kernels),
     )
+
+
+# Where a guest's boot loader keeps each kernel's command line (grub 2, then grub legacy); /etc/default/grub only
+# feeds grub.cfg when update-grub runs, so grub.cfg is what the guest really boots with.
+_BOOT_CONFIGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/boot/grub/menu.lst", "/boot/grub/grub.conf")
+_KERNEL_COMMANDS = ("linux", "linux16", "linuxefi", "kernel")
+# Arguments copied into printed boot lines: plain words only (console=ttyS0,115200, quiet, net.ifnames=0), so a
+# guest's boot config cannot put quotes or markup into the lines an administrator pastes into a definition.
+_PLAIN_ARGUMENT = re.compile(r"[A-Za-z0-9_.,:=/+@-]+\Z")
+_NOT_COPIED = ("root=", "BOOT_IMAGE=", "initrd=")
+MAX_BOOT_CONFIG = 1 << 20
+
+
+def boot_arguments(tree: GuestTree, kernel: Kernel) -> tuple[str, ...]:
+    """The arguments the guest's own boot loader gives `kernel` (console=, quiet, ...), but root= (which comes from
+    its fstab), ro and the loader's own; () when no boot config names that kernel."""
+    name = kernel.kernel.rsplit("/", 1)[-1]
+    for path in _BOOT_CONFIGS:
+        try:
+            text = tree.read_text(path, MAX_BOOT_CONFIG) if tree.is_file(path) else ""
+        except Dom0Error:
+            continue
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] in _KERNEL_COMMANDS and words[1].rsplit("/", 1)[-1] == name:
+                return tuple(
+                    w for w in words[2:] if w != "ro" and not w.startswith(_NOT_COPIED) and _PLAIN_ARGUMENT.match(w)
+                )
+    return ()

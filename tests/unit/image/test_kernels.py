@@ -310,3 +310,18 @@ def test_a_base_image_elsewhere_is_read_only_where_the_admin_allows(tmp_path: Pa
     r = dom0("image", "kernel", str(top), "-o", str(out), "--backing-dir", str(tmp_path))
     assert r.rc == 0, r.err
     assert (out / "vmlinuz-2.6.20-1.2320.fc5").exists()
+
+
+def test_the_guests_own_boot_arguments_follow_root_but_only_plain_words(tmp_path: Path) -> None:
+    guest = _with_root(tmp_path, "/dev/xvda1")
+    version = json.loads(dom0("image", "inspect", str(guest), "--json").out)["operating_systems"][0]["kernels"][0]
+    name = version["kernel"].rsplit("/", 1)[-1]
+    (guest / "boot/grub").mkdir(parents=True, exist_ok=True)
+    (guest / "boot/grub/grub.cfg").write_text(
+        "menuentry 'Debian' {\n"
+        f'\tlinux\t/boot/{name} root=/dev/sda1 ro quiet console=ttyS0,115200 init="/bin/sh" BOOT_IMAGE=/x\n'
+        "}\n"
+    )
+    doc = json.loads(dom0("image", "kernel", str(guest), "-o", str(tmp_path / "k"), "--json").out)
+    # root= from the fstab (what the guest mounts), the loader's console= and quiet kept, the quoted word left out
+    assert doc["cmdline"] == "root=/dev/xvda1 ro quiet console=ttyS0,115200"
