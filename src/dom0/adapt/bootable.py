@@ -54,6 +54,7 @@ class KernelVerdict:
     bootable: bool
     xenified: bool
     reasons: tuple[str, ...]
+    pv_drivers: bool = True  # xen-hvm: the Xen disk and net frontends are there (else QEMU's emulated devices)
 
     @property
     def version(self) -> str:
@@ -232,6 +233,7 @@ class _Facts:
 def _judge_kernel(facts: _Facts, target: Target) -> KernelVerdict:
     reasons: list[str] = []
     blockers = 0
+    pv_drivers = True
     cfg = facts.config
     version = facts.kernel.version
     if facts.xenified and target is not Target.XEN_PV:
@@ -259,6 +261,7 @@ def _judge_kernel(facts: _Facts, target: Target) -> KernelVerdict:
             pv = [why for why in (disk, net) if why]
             if pv:
                 reasons.append("runs on the emulated disk and NIC only: " + "; ".join(pv))
+                pv_drivers = False
         else:
             reasons.extend(why for why in (disk, net) if why)
             blockers += sum(1 for why in (disk, net) if why)
@@ -275,7 +278,7 @@ def _judge_kernel(facts: _Facts, target: Target) -> KernelVerdict:
     if cfg is None:
         reasons.append(f"no {facts.config_path}: judged from the version, flavour and initrd only")
     reasons.extend(facts.notes)
-    return KernelVerdict(facts.kernel, blockers == 0, facts.xenified, tuple(reasons))
+    return KernelVerdict(facts.kernel, blockers == 0, facts.xenified, tuple(reasons), pv_drivers)
 
 
 def judge(tree: GuestTree, system: OperatingSystem, target: Target) -> BootCheck:

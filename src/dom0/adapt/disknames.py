@@ -29,7 +29,8 @@ _LEADING = re.compile(r"^(\s*)(\S+)(.*)$", re.DOTALL)
 
 @dataclass(frozen=True)
 class DiskMap:
-    """How the guest's device names become the target's: `prefix` (xvd, vd) and the image's filesystems."""
+    """How the guest's device names become the target's: `prefix` (xvd, vd; "" for emulated disks, whose names
+    the guest's kernel keeps: then only UUID=/LABEL= replace them) and the image's filesystems."""
 
     prefix: str
     filesystems: tuple[Filesystem, ...]
@@ -57,6 +58,8 @@ class DiskMap:
         spec = _stable(fs) if fs else None
         if spec:
             return spec, f"{device} -> {spec} ({fs.location if fs else ''})"
+        if not self.prefix:
+            return None  # emulated disks: the guest's kernel keeps naming them as it did
         new = f"/dev/{self.prefix}{letters}{number}"
         return new, f"{device} -> {new}"
 

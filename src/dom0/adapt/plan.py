@@ -297,7 +297,7 @@ def plan_adapt(
                 if check.install_hint
                 else f"install a kernel that supports {goal} in the guest first, then adapt it",
             )
-        wanted = devices(goal, xenified=bool(check.best.xenified))
+        wanted = devices(goal, xenified=check.best.xenified, emulated=not check.best.pv_drivers)
         changes, file_notes = plan_files(tree, root.system, goal, wanted, filesystems)
         diffs = tuple(_diff(tree, c) for c in changes)
     all_notes = (*target.notes, *notes, *file_notes)
@@ -328,7 +328,7 @@ def readiness(
             needs.append(f"a kernel for {goal}" + (f" (install {package.group(1)})" if package else ""))
             wanted = devices(goal)
         else:
-            wanted = devices(goal, xenified=bool(check.best.xenified))
+            wanted = devices(goal, xenified=check.best.xenified, emulated=not check.best.pv_drivers)
         try:
             changes, _ = plan_files(tree, system, goal, wanted, filesystems)
         except Dom0Error as exc:

@@ -28,14 +28,17 @@ class Devices:
 
     console: str  # hvc0, xvc0, ttyS0
     nic_driver: str  # xen-netfront, xennet, virtio_net
-    disk_prefix: str  # xvd, vd
+    disk_prefix: str  # xvd, vd; "" where the guest keeps its own disk names (emulated)
 
 
-def devices(target: Target, *, xenified: bool = False) -> Devices:
+def devices(target: Target, *, xenified: bool = False, emulated: bool = False) -> Devices:
     """The console, NIC driver and disk prefix `target` gives a guest; `xenified`: its kernel is a 2.6.18-era
-    Xen kernel (console xvc0, driver xennet) rather than pv_ops."""
+    Xen kernel (console xvc0, driver xennet) rather than pv_ops; `emulated`: an HVM guest whose kernel has no Xen
+    PV drivers, so it sees QEMU's emulated NIC (xl's default model, rtl8139) and disks under their old names."""
     if target is Target.KVM:
         return Devices("ttyS0", "virtio_net", "vd")
+    if target is Target.XEN_HVM and emulated:
+        return Devices("ttyS0", "8139too", "")
     if target is Target.XEN_HVM:
         # HVM's console is the emulated UART; with the PV drivers loaded its disks and NICs are the PV ones
         return Devices("ttyS0", "xennet" if xenified else "xen-netfront", "xvd")

@@ -12,6 +12,7 @@ from dom0.cli.session import hypervisor, image_options, print_json
 from dom0.cli.table import terminal_safe
 
 if TYPE_CHECKING:
+    from dom0.adapt.bootable import KernelVerdict
     from dom0.adapt.plan import AdaptPlan
     from dom0.hypervisor import Hypervisor
 
@@ -35,10 +36,12 @@ def _say(lines: list[str]) -> None:
     print("\n".join(terminal_safe(line.expandtabs(8)) for line in lines))
 
 
-def _kernel_line(verdict: Any, goal: str) -> str:
+def _kernel_line(verdict: KernelVerdict, goal: str) -> str:
     if verdict.bootable:
         # a xenified kernel names the console xvc0 and the NIC driver xennet: say why the plan uses those
         flavour = " (a xenified 2.6.18-era Xen kernel: xvc0, xennet)" if verdict.xenified and goal != "kvm" else ""
+        if not verdict.pv_drivers:
+            flavour = " (no Xen PV drivers: on QEMU's emulated disk and NIC)"
         return f"kernel {verdict.version}: boots on {goal}{flavour}"
     return f"kernel {verdict.version}: cannot boot on {goal}: {', '.join(verdict.reasons) or 'no reason given'}"
 

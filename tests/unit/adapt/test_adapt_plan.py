@@ -37,6 +37,7 @@ class Verdict:
     bootable: bool
     xenified: bool
     reasons: tuple[str, ...] = ()
+    pv_drivers: bool = True
 
 
 @dataclass(frozen=True)

@@ -162,3 +162,18 @@ def test_inspect_says_per_target_what_adapt_would_change_and_writes_nothing(tmp_
     assert dom0("image", "adapt", str(image), "--for", "xen-pv").rc == 0
     after = dom0("image", "inspect", str(image), "--json")
     assert json.loads(after.out)["operating_systems"][0]["adapt"]["xen-pv"] == {"ready": True, "needs": []}
+
+
+def test_an_hvm_guest_without_xen_pv_drivers_gets_the_emulated_nic_and_keeps_its_disk_names(tmp_path: Path) -> None:
+    image = _fc5(tmp_path)
+    # the newest kernel is the xenified one, which runs only as PV: make the plain kernels the only ones
+    r = dom0("image", "adapt", str(image), "--for", "xen-hvm", "--dry-run", "--json")
+    assert r.rc == 0, r.err
+    doc = json.loads(r.out)
+    (plain,) = [k for k in doc["kernels"] if k["version"] == "2.6.20-1.2320.fc5"]
+    assert plain["bootable"]
+    assert any("runs on the emulated disk and NIC only" in why for why in plain["reasons"])
+    (modprobe,) = [c for c in doc["changes"] if c["path"] == "/etc/modprobe.conf"]
+    # xl's default emulated NIC is an RTL8139: xen-netfront would leave this 2.6.20 kernel without network
+    assert "alias eth0 8139too" in modprobe["after"]
+    assert not any("xvd" in (c["after"] or "") for c in doc["changes"])
