@@ -281,11 +281,26 @@ def _judge_kernel(facts: _Facts, target: Target) -> KernelVerdict:
     return KernelVerdict(facts.kernel, blockers == 0, facts.xenified, tuple(reasons), pv_drivers)
 
 
+# What each kernel's files say, per tree: `image inspect` judges four targets, and each reads the same config,
+# module lists and initrd.
+_FACTS: weakref.WeakKeyDictionary[Any, dict[Kernel, _Facts]] = weakref.WeakKeyDictionary()
+
+
+def _facts(tree: GuestTree, kernel: Kernel) -> _Facts:
+    try:
+        cache = _FACTS.setdefault(tree, {})
+    except TypeError:  # a tree that cannot be referenced weakly is read each time
+        return _Facts(tree, kernel)
+    if kernel not in cache:
+        cache[kernel] = _Facts(tree, kernel)
+    return cache[kernel]
+
+
 def judge(tree: GuestTree, system: OperatingSystem, target: Target) -> BootCheck:
     """Every kernel in the guest's /boot judged for `target`, newest first, with the package to install if none
     boots there."""
     kernels = system.kernels or find_kernels(tree)
-    verdicts = tuple(_judge_kernel(_Facts(tree, k), target) for k in kernels)
+    verdicts = tuple(_judge_kernel(_facts(tree, k), target) for k in kernels)
     hint = None
     if not any(v.bootable for v in verdicts):
         hint = install_hint(system, target, kernels)
