@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from dom0.adapt.initrd import InitrdListing, initrd_files, module_name, modules_in
 from dom0.adapt.target import Target
@@ -100,18 +101,27 @@ def parse_config(text: str) -> dict[str, str]:
     return out
 
 
-# Initrds already read, per tree: the four targets of `image inspect` would otherwise read each one four times.
-_LISTINGS: weakref.WeakKeyDictionary[Any, dict[str, InitrdListing]] = weakref.WeakKeyDictionary()
+K = TypeVar("K")
+V = TypeVar("V")
+
+# What was read, per tree: `image inspect` judges four targets, and each would otherwise read every kernel's config,
+# module lists and initrd again.
+_READ: weakref.WeakKeyDictionary[Any, dict[tuple[str, object], Any]] = weakref.WeakKeyDictionary()
+
+
+def _once(tree: GuestTree, kind: str, key: K, make: Callable[[], V]) -> V:
+    """`make()` once per tree, kind and key; a tree that cannot be referenced weakly is read each time."""
+    try:
+        cache = _READ.setdefault(tree, {})
+    except TypeError:
+        return make()
+    if (kind, key) not in cache:
+        cache[(kind, key)] = make()
+    return cast(V, cache[(kind, key)])
 
 
 def _listing(tree: GuestTree, path: str) -> InitrdListing:
-    try:
-        cache = _LISTINGS.setdefault(tree, {})
-    except TypeError:  # a tree that cannot be referenced weakly is read each time
-        return initrd_files(tree, path)
-    if path not in cache:
-        cache[path] = initrd_files(tree, path)
-    return cache[path]
+    return _once(tree, "initrd", path, lambda: initrd_files(tree, path))
 
 
 class _Facts:
@@ -281,19 +291,8 @@ def _judge_kernel(facts: _Facts, target: Target) -> KernelVerdict:
     return KernelVerdict(facts.kernel, blockers == 0, facts.xenified, tuple(reasons), pv_drivers)
 
 
-# What each kernel's files say, per tree: `image inspect` judges four targets, and each reads the same config,
-# module lists and initrd.
-_FACTS: weakref.WeakKeyDictionary[Any, dict[Kernel, _Facts]] = weakref.WeakKeyDictionary()
-
-
 def _facts(tree: GuestTree, kernel: Kernel) -> _Facts:
-    try:
-        cache = _FACTS.setdefault(tree, {})
-    except TypeError:  # a tree that cannot be referenced weakly is read each time
-        return _Facts(tree, kernel)
-    if kernel not in cache:
-        cache[kernel] = _Facts(tree, kernel)
-    return cache[kernel]
+    return _once(tree, "kernel", kernel, lambda: _Facts(tree, kernel))
 
 
 def judge(tree: GuestTree, system: OperatingSystem, target: Target) -> BootCheck:
