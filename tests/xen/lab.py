@@ -1,7 +1,8 @@
 """The Xen lab: a Debian dom0 image with Xen 4.17 and libvirt, booted under QEMU software emulation.
 
 The debootstrapped root is built once per recipe and cached under CACHE/<recipe hash>/root. Every run copies the
-project's src/ and tests/xen/ into it (/opt/dom0) with the test guests' kernel and initramfs (/opt/dom0-guest),
+project's src/ and tests/xen/ into it (/opt/dom0) with the test guests' kernel and initramfs (/opt/dom0-guest)
+and a bare-metal Debian 12 disk adapted for xen-pv (/opt/dom0-adapted, see stage_adapted_guest),
 packs it with `mkfs.ext4 -d` (no mount), and boots one VM per backend side by side, each running dom0init
 (beside this file) as dom0's init, which runs that backend's half of tests/xen/indom0. The results are read
 back from each image's /outputs with debugfs.
@@ -15,11 +16,13 @@ from __future__ import annotations
 import fcntl
 import gzip
 import hashlib
+import json
 import lzma
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -205,6 +208,7 @@ def stage_root(root: Path, kv: str, log: Log) -> None:
     guest.mkdir(parents=True)
     (guest / "vmlinux").write_bytes(uncompressed_kernel(kit.kernel))
     shutil.copy2(kit.initramfs, guest / "initramfs.cpio.gz")
+    stage_adapted_guest(root, log)
     # libvirtd would fail to start for want of QEMU's user; the lab's libvirtd is for Xen only
     (root / "usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so").unlink(missing_ok=True)
     cpu_map = root / "usr/share/libvirt/cpu_map"
@@ -218,6 +222,68 @@ def stage_root(root: Path, kv: str, log: Log) -> None:
     run.run(["python3", "-m", "compileall", "-q", str(opt / "src"), str(opt / "tests")], timeout=300)
     shutil.rmtree(root / "outputs", ignore_errors=True)
     log(f"xenlab: staged the project, dom0init and the guest kit (kernel {kv}) into {root}")
+
+
+# Where the P2V guest goes in the lab's root (read by indom0/test_adapt_xen.py).
+ADAPTED = "opt/dom0-adapted"
+
+
+def stage_adapted_guest(root: Path, log: Log) -> None:
+    """A bare-metal Debian 12 disk (integration/bootimage.py) adapted here by the real `dom0 image adapt --for
+    xen-pv`, with the kernel and initrd `dom0 image kernel` copied out of it, staged for dom0 to boot as a PV guest.
+
+    What each command printed goes along in guest.json: the test inside dom0 checks it, so a refused adapt is a
+    failed test there, not a lab that cannot start. Where the disk cannot be built here (no root, no debootstrap
+    tree), guest.json says why and the test skips with that reason.
+    """
+    data = str(REPO / "tests/data")
+    if data not in sys.path:  # `python -m xen.lab` runs without pytest's pythonpath, which bootimage needs
+        sys.path.append(data)
+    import ostrees
+
+    from integration import bootimage
+
+    dest = root / ADAPTED
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    why = bootimage.missing()
+    if why:
+        (dest / "guest.json").write_text(json.dumps({"missing": why}) + "\n")
+        log(f"xenlab: no adapted P2V guest: {why}")
+        return
+    t0 = time.monotonic()
+    work = WORK / "adapted"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    image = bootimage.copy_image(work / "disk.img")
+
+    def dom0_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return run.run([sys.executable, "-m", "dom0", *args], check=False, timeout=300)
+
+    adapt = dom0_cli("image", "adapt", str(image.path), "--for", "xen-pv")
+    info: dict[str, object] = {
+        "adapt_rc": adapt.returncode,
+        "adapt_output": (adapt.stdout + adapt.stderr).decode(errors="replace"),
+        "hostname": ostrees.DEBOOT_HOSTNAME,
+        "root_uuid": image.root_uuid,
+        "guest_ip": bootimage.GUEST_IP,
+        "peer": f"{bootimage.PEER_IP}/{bootimage.PREFIX_LEN}",
+    }
+    kernel = dom0_cli("image", "kernel", str(image.path), "-o", str(work / "boot"), "--json")
+    info["kernel_rc"] = kernel.returncode
+    info["kernel_output"] = (kernel.stdout + kernel.stderr).decode(errors="replace")
+    if adapt.returncode == 0 and kernel.returncode == 0:
+        copied = json.loads(kernel.stdout)
+        # what grub (or pygrub) would boot: the command line the adapted grub.cfg gives, read by debugfs
+        entry = bootimage.grub_entry(bootimage.read_guest_file(image, "/boot/grub/grub.cfg"))
+        info |= {"kernel": copied, "grub_cmdline": entry.cmdline}
+        # uncompressed, as the lab's own guest kernel (see uncompressed_kernel)
+        (dest / "vmlinux").write_bytes(uncompressed_kernel(Path(copied["kernel"]["path"])))
+        shutil.copy2(copied["initrd"]["path"], dest / "initrd.img")
+        run.run(["cp", "--sparse=always", str(image.path), str(dest / "disk.img")], timeout=300)
+    (dest / "guest.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"xenlab: staged the bare-metal Debian 12 disk adapted for xen-pv ({time.monotonic() - t0:.0f} s)")
 
 
 def uncompressed_kernel(bzimage: Path) -> bytes:
