@@ -113,7 +113,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _add_publish(sub)
     if only in (None, "net"):
         _add_net(sub)
+    if only in (None, "memlock"):
+        _add_memlock(sub)
     return parser
+
+
+def _add_memlock(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`dom0 memlock VERB`: the support login path locked in RAM (memlockd's configuration format)."""
+    text = "keep sshd, a shell and the repair tools in RAM when the host pages (memlockd's config format)"
+    memlock = sub.add_parser("memlock", help=text, description=text)
+    verbs = memlock.add_subparsers(dest="memlock_command", metavar="VERB", required=True)
+    config_help = "memlockd config file or directory of *.cfg (default: /etc/memlockd.cfg, else dom0's own)"
+    p = verbs.add_parser("run", help="the daemon: map and lock the configured files, follow replaced ones")
+    p.set_defaults(handler="dom0.cli.memlock:cmd_run")
+    p.add_argument("-c", "--config", metavar="CONFIG", help=config_help)
+    p.add_argument(
+        "--max-share", type=float, default=0.05, metavar="FRACTION", help="lock at most this share of RAM (0.05)"
+    )
+    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="how often replaced files are looked for")
+    p.add_argument("--state", metavar="FILE", help="where status is published (default /run/dom0/memlock.json)")
+    p = verbs.add_parser("status", help="what the running daemon holds: locked and resident bytes, stale mappings")
+    p.set_defaults(handler="dom0.cli.memlock:cmd_status")
+    p.add_argument("--state", metavar="FILE", help="the daemon's state file (default /run/dom0/memlock.json)")
+    _add_json(p)
+    p = verbs.add_parser("check", help="expand the config (includes, + libraries) and show what would be locked")
+    p.set_defaults(handler="dom0.cli.memlock:cmd_check")
+    p.add_argument("-c", "--config", metavar="CONFIG", help=config_help)
+    _add_json(p)
 
 
 def _add_publish(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
