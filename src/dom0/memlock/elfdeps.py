@@ -33,6 +33,9 @@ _MAX_LIBRARIES = 2000
 # Paths in the dynamic string table are short; longer is a malformed or hostile file.
 _MAX_STRING = 4096
 
+_CACHE: dict[tuple[int, int, int, int], _Elf] = {}
+_CACHE_SIZE = 4096
+
 _STRING_TAGS = {"DT_NEEDED": "needed", "DT_RPATH": "rpath", "DT_RUNPATH": "runpath"}
 
 _DEFAULT_DIRS = (
@@ -96,25 +99,36 @@ def _opened(path: Path) -> Iterator[IO[bytes]]:
 
 def _read_elf(path: Path) -> _Elf:
     """The parts of `path`'s ELF headers the loader uses; _NotElf when it is not an ELF, ELFError-like when
-    malformed (the caller turns both into a note)."""
+    malformed (the caller turns both into a note). Remembered per file version: a support config names the same
+    libc and libsystemd dozens of times, and pyelftools takes milliseconds per file."""
     with _opened(path) as f:
-        if f.read(4) != b"\x7fELF":
-            raise _NotElf("not an ELF file")
-        f.seek(0)
-        elf = ELFFile(f)
-        kind = (str(elf["e_machine"]), int(elf.elfclass), bool(elf.little_endian))
-        interp = None
-        strings: dict[str, list[str]] = {"needed": [], "rpath": [], "runpath": []}
-        for seg in elf.iter_segments():
-            if isinstance(seg, InterpSegment):
-                interp = str(seg.get_interp_name())[:_MAX_STRING]
-            elif isinstance(seg, DynamicSegment):
-                for tag in seg.iter_tags():
-                    attr = _STRING_TAGS.get(tag.entry.d_tag)
-                    if attr:  # pyelftools names each string tag's value after the tag
-                        value = str(getattr(tag, attr))[:_MAX_STRING]
-                        strings[attr].extend([value] if attr == "needed" else value.split(":"))
-        return _Elf(kind, interp, *(tuple(strings[k]) for k in ("needed", "rpath", "runpath")))
+        st = os.fstat(f.fileno())
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in _CACHE:
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.clear()
+            _CACHE[key] = _parse(f)
+        return _CACHE[key]
+
+
+def _parse(f: IO[bytes]) -> _Elf:
+    if f.read(4) != b"\x7fELF":
+        raise _NotElf("not an ELF file")
+    f.seek(0)
+    elf = ELFFile(f)
+    kind = (str(elf["e_machine"]), int(elf.elfclass), bool(elf.little_endian))
+    interp = None
+    strings: dict[str, list[str]] = {"needed": [], "rpath": [], "runpath": []}
+    for seg in elf.iter_segments():
+        if isinstance(seg, InterpSegment):
+            interp = str(seg.get_interp_name())[:_MAX_STRING]
+        elif isinstance(seg, DynamicSegment):
+            for tag in seg.iter_tags():
+                attr = _STRING_TAGS.get(tag.entry.d_tag)
+                if attr:  # pyelftools names each string tag's value after the tag
+                    value = str(getattr(tag, attr))[:_MAX_STRING]
+                    strings[attr].extend([value] if attr == "needed" else value.split(":"))
+    return _Elf(kind, interp, *(tuple(strings[k]) for k in ("needed", "rpath", "runpath")))
 
 
 def _kind_of(path: str) -> tuple[str, int, bool] | None:
