@@ -81,14 +81,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """`dom0 memlock check`: the config expanded (includes, `+` libraries) and what locking it would cost, against
     the daemon's budget, without locking anything; exit 1 when any line of the config has a problem."""
-    import resource
     from pathlib import Path
 
     from dom0 import humanize
     from dom0.cli.session import print_json, print_notes
     from dom0.cli.table import render
     from dom0.memlock.config import expand
-    from dom0.memlock.daemon import mem_total, pages
+    from dom0.memlock.daemon import budget, pages
 
     expansion = expand(Path(args.config) if args.config else None)
     total = expansion.total_bytes
@@ -108,15 +107,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(render(("PATH", "SIZE", "WHY"), rows, right=(1,)))
     # The kernel charges whole pages against RLIMIT_MEMLOCK, so the budget is compared with the paged total.
     charged = sum(pages(f.size) for f in expansion.files)
-    soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
-    share = mem_total() // 20  # `dom0 memlock run --max-share` defaults to 5% of RAM
+    limit = budget(0.05)  # what `dom0 memlock run` would allow this process with its default --max-share
     print(f"\n{len(expansion.files)} files, {humanize.size(total)} ({humanize.size(charged)} in whole pages)")
-    for name, limit in (("RLIMIT_MEMLOCK", soft), ("5% of RAM", share)):
-        if limit == resource.RLIM_INFINITY:
-            print(f"{name}: unlimited")
-        else:
-            verdict = "fits" if charged <= limit else f"OVER by {humanize.size(charged - limit)}"
-            print(f"{name}: {humanize.size(limit)}, {verdict}")
+    verdict = "fits" if charged <= limit.limit else f"OVER by {humanize.size(charged - limit.limit)}"
+    print(f"budget ({limit.words}): {verdict}")
     print(f"read from: {', '.join(expansion.sources) or 'nothing'}")
     print_notes(expansion.notes)
     print_notes(expansion.problems)

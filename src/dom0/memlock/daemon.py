@@ -49,12 +49,29 @@ class Budget:
     words: str
 
 
+_CAP_IPC_LOCK = 14
+
+
+def can_lock_past_rlimit(status: str = "/proc/self/status") -> bool:
+    """Whether this process holds CAP_IPC_LOCK, with which the kernel does not hold mlock to RLIMIT_MEMLOCK
+    (root's own limit is often only 8 MiB; the systemd unit grants the capability)."""
+    try:
+        with open(status, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_IPC_LOCK & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
 def budget(max_share: float) -> Budget:
-    """The smaller of the soft RLIMIT_MEMLOCK (none when unlimited) and `max_share` of RAM."""
+    """The smaller of the soft RLIMIT_MEMLOCK (none when unlimited, or when this process holds CAP_IPC_LOCK) and
+    `max_share` of RAM."""
     share = int(mem_total() * max_share)
     by_share = Budget(share, f"{max_share * 100:g}% of RAM = {humanize.size(share)}")
     soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-    if soft != resource.RLIM_INFINITY and soft < share:
+    if soft != resource.RLIM_INFINITY and soft < share and not can_lock_past_rlimit():
         return Budget(soft, f"RLIMIT_MEMLOCK = {humanize.size(soft)}")
     return by_share
 

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import unitkit
 
+from dom0.memlock.daemon import can_lock_past_rlimit
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="locks past the 8 MiB RLIMIT_MEMLOCK need CAP_IPC_LOCK")
 
 
@@ -150,3 +152,11 @@ def test_rlimit_memlock_is_the_budget_without_cap_ipc_lock(tmp_path: Path, files
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     assert f"left out {files[1]} (2.0 MiB): over the budget: RLIMIT_MEMLOCK = 4.0 MiB" in proc.communicate()[1].decode()
+
+
+def test_cap_ipc_lock_is_read_from_the_effective_set(tmp_path: Path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nCapEff:\t0000000000004000\n")  # bit 14 alone: CAP_IPC_LOCK
+    assert can_lock_past_rlimit(str(status))
+    status.write_text("Name:\tx\nCapEff:\t000001ffffffbfff\n")  # everything but CAP_IPC_LOCK
+    assert not can_lock_past_rlimit(str(status))
