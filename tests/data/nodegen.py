@@ -47,12 +47,14 @@ _ROLES = ("web", "db", "mail", "dns", "build", "cache")
 
 @dataclass(frozen=True, slots=True)
 class DiskSpec:
-    """One disk: libvirt's disk type ('file', 'block', 'volume'), where it lives, the guest's device name."""
+    """One disk: libvirt's disk type ('file', 'block', 'volume'), where it lives, the guest's device name, and
+    the image format its <driver> element names (raw, qcow2)."""
 
     kind: str
     source: str
     target: str
     bus: str
+    format: str = "raw"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +142,7 @@ def _disk_xml(d: DiskSpec) -> str:
     else:
         source = f"<source pool='guests' volume={quoteattr(d.source)}/>"
     return (
-        f"<disk type='{d.kind}' device='disk'><driver name='qemu' type='raw'/>{source}"
+        f"<disk type='{d.kind}' device='disk'><driver name='qemu' type='{d.format}'/>{source}"
         f"<target dev='{d.target}' bus='{d.bus}'/></disk>"
     )
 
