@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from dom0 import storage
 from dom0.adapt.target import Devices, Target, devices
-from dom0.errors import Dom0Error, GuestNotFound, HypervisorUnavailable
+from dom0.errors import Dom0Error
 from dom0.guest import identity
 from dom0.guest.editors import EXT_TYPES, open_editor
 from dom0.image.layout import Filesystem, Layout, scan
 from dom0.image.osinspect import OperatingSystem, find_roots, match_filesystem
 from dom0.image.source import open_image
+from dom0.image.targets import DiskRef, TargetImage, resolve_target
 from dom0.image.tree import ResolvingTree
-from dom0.model import DiskSource, GuestState
 
 if TYPE_CHECKING:
     from dom0.cli.session import ImageOptions
@@ -50,26 +50,6 @@ __all__ = [
 
 # Diff lines shown per file in a plan: a grub.cfg can be long, and the plan is read by a person.
 MAX_DIFF_LINES = 40
-
-
-@dataclass(frozen=True, slots=True)
-class DiskRef:
-    """One disk to look at: its host path, its format (raw or qcow2), and the guest's name for it ("vda")."""
-
-    path: str
-    format: str
-    name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TargetImage:
-    """What TARGET named: in words, and the disks it stands for."""
-
-    ref: str
-    description: str
-    disks: tuple[DiskRef, ...]
-    notes: tuple[str, ...] = ()
-    backing_dirs: tuple[str, ...] = ()  # where its qcow2 bases may be read from (--backing-dir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,72 +103,6 @@ class Readiness:
 
     ready: bool
     needs: tuple[str, ...]
-
-
-# --- what TARGET names -------------------------------------------------------------------------------------------
-
-
-def _format_of(kind: str) -> str:
-    return "qcow2" if "qcow2" in kind else "raw"
-
-
-def resolve_target(ref: str, *, hv: Callable[[], Hypervisor], image_options: ImageOptions | None = None) -> TargetImage:
-    """The disks TARGET names: an image or device path, else a shut-off guest's disks.
-
-    A path wins over a guest of the same name (a note says so). A guest that runs or is paused is refused: its
-    disks are in use, and editing them under it would corrupt them.
-    """
-    options = image_options or {"format": None, "backing_dirs": ()}
-    path = Path(ref)
-    if path.exists() or path.is_symlink():
-        with open_image(path, **options) as source:
-            kind = source.kind
-        notes: list[str] = []
-        if "/" not in ref:  # a guest name never has a slash: only a bare name can be both
-            with contextlib.suppress(Dom0Error):
-                guest = hv().guest(ref)
-                notes.append(
-                    f"{ref} is both a file here and a guest ({guest.name}): the file is adapted; "
-                    f"give the guest's UUID to adapt the guest"
-                )
-        disk = DiskRef(str(path), _format_of(kind))
-        return TargetImage(ref, f"{ref} ({kind})", (disk,), tuple(notes), tuple(map(str, options["backing_dirs"])))
-    if "/" in ref:
-        raise Dom0Error(f"{ref}: no such image file or block device", "check the path (a guest's name has no '/')")
-    try:
-        hypervisor = hv()
-        guest = hypervisor.guest(ref)
-    except HypervisorUnavailable as exc:
-        raise Dom0Error(
-            f"{ref}: no such image file, and no hypervisor answered to look for a guest of that name ({exc.message})",
-            "give the path of an image or block device, or the -c URI of the guest's hypervisor",
-        ) from exc
-    except GuestNotFound as exc:
-        raise Dom0Error(
-            f"{ref} is neither an image file nor a guest", "give an image, a block device (an LV) or a guest name"
-        ) from exc
-    if guest.state is not GuestState.SHUTOFF:
-        raise Dom0Error(
-            f"{guest.name} is {guest.state}: shut it down first (adapting a live guest's disks would corrupt them)",
-            f"dom0 shutdown --wait {guest.name}",
-        )
-    disks: list[DiskRef] = []
-    notes = []
-    for d in hypervisor.details(guest.uuid).disks:
-        if d.device != "disk":
-            continue
-        if d.source_kind not in (DiskSource.FILE, DiskSource.BLOCK, DiskSource.VOLUME) or not d.source:
-            notes.append(f"disk {d.target} ({d.source_kind} {d.source}) not read: it is not a local file")
-            continue
-        if d.readonly:
-            notes.append(f"disk {d.target} not edited: it is read-only")
-            continue
-        disks.append(DiskRef(d.source, "qcow2" if d.format == "qcow2" else "raw", d.target))
-    if not disks:
-        raise Dom0Error(f"{guest.name} has no local disk dom0 can read", "give the path of its image instead")
-    names = ", ".join(d.name for d in disks)
-    backing = tuple(map(str, options["backing_dirs"]))
-    return TargetImage(ref, f"guest {guest.name} (shut off), disks {names}", tuple(disks), tuple(notes), backing)
 
 
 def _mounts_of(tree: ResolvingTree, system: OperatingSystem, layout: Layout) -> tuple[tuple[str, str, int, str], ...]:
