@@ -13,7 +13,6 @@ from dom0.cli.progress import board
 from dom0.cli.session import image_options, print_json
 from dom0.cli.table import terminal_safe
 from dom0.image.layout import Filesystem, Layout, LogicalVolume, Partition
-from dom0.image.source import ImageSource
 
 if TYPE_CHECKING:
     from dom0.image.extract import Plan
@@ -98,12 +97,12 @@ def _columns(rows: list[list[str]]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
-def layout_text(path: str, source: ImageSource, layout: Layout) -> list[str]:
-    """The human summary of an image's layout."""
+def layout_text(path: str, kind: str, layout: Layout) -> list[str]:
+    """The human summary of an image's layout; `kind` is what the image is ("raw image", "qcow2 image", ...)."""
     table = {"mbr": "MBR partition table", "gpt": "GPT partition table"}.get(
         layout.partition_table, "no partition table"
     )
-    lines = [f"{path}: {humanize.size(layout.size)} {source.kind}, {table}"]
+    lines = [f"{path}: {humanize.size(layout.size)} {kind}, {table}"]
     if layout.partition_table == "none":
         whole = [fs for fs in layout.filesystems if fs.location == "whole disk"]
         lines.append(
@@ -173,8 +172,14 @@ def _os_json(system: Any, ready: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    """`dom0 image inspect PATH`: partition table, partitions, filesystems, LVM and operating systems."""
-    path = Path(args.path)
+    """`dom0 image inspect TARGET...`: partition table, partitions, filesystems, LVM and operating systems; a guest
+    or several targets go through the survey (cli/image_survey.py)."""
+    refs = list(args.targets)
+    if args.all or len(refs) != 1 or not (Path(refs[0]).exists() or Path(refs[0]).is_symlink() or "/" in refs[0]):
+        from dom0.cli.image_survey import cmd_survey
+
+        return cmd_survey(args)
+    path = Path(refs[0])
     if path.is_dir() and args.image_format is None:
         from dom0.image.osinspect import inspect_tree
         from dom0.image.tree import DirectoryTree
@@ -210,7 +215,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             doc["operating_systems"] = [_os_json(s, r) for s, r in zip(systems, ready, strict=True)]
             print_json(doc)
             return 0
-        lines = layout_text(str(path), source, layout)
+        lines = layout_text(str(path), source.kind, layout)
     for s, r in zip(systems, ready, strict=True):
         lines.extend([*_os_text(s), *_ready_text(r)])
     # Labels, names and release text come from the image: shown with their control characters escaped.

@@ -385,9 +385,17 @@ def _add_image(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = verb(
         "inspect",
         "dom0.cli.image:cmd_inspect",
-        "partition table, partitions, filesystems, LVM and operating systems of an image, device or directory",
+        "partition table, partitions, filesystems, LVM and operating systems of an image, device, directory or "
+        "guest; several (or --all) as one table, a row per guest",
     )
-    p.add_argument("path", metavar="PATH", help="raw or qcow2 image, block device (an LV), or a directory tree")
+    p.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="raw or qcow2 image, block device (an LV), directory tree, or guest name/UUID; several: one table",
+    )
+    p.add_argument("-a", "--all", action="store_true", help="every guest of the host (running ones read as they are)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="images read at once (default: one per CPU)")
     _add_json(p)
 
     p = verb("extract", "dom0.cli.image:cmd_extract", "write one partition's or LV's filesystem as a whole-disk image")
