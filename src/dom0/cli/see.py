@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from dom0 import humanize
 from dom0.cli.session import hypervisor, print_json
 from dom0.cli.table import render
+from dom0.errors import Dom0Error
 from dom0.model import Guest, GuestDetails
 from dom0.observe import jsonview
+
+if TYPE_CHECKING:
+    from dom0.hypervisor import Hypervisor
+    from dom0.image.survey import Report, Unresolved
+    from dom0.image.targets import TargetImage
 
 
 def _row(g: Guest) -> list[object]:
@@ -69,17 +76,57 @@ def _long(d: GuestDetails) -> str:
     return "\n".join(lines)
 
 
+def _os_line(r: Report) -> str:
+    row = r.row
+    if row is None:
+        return f"  os          not read: {r.error}"
+    words = [row.os or "-", row.packages or "", f"kernel {row.kernel}" if row.kernel else ""]
+    if row.boots and row.boots != row.kernel:
+        words.append(f"boots {row.boots}")
+    words.append(f"hostname {row.hostname}" if row.hostname else "")
+    return "  os          " + ", ".join(w for w in words if w)
+
+
+def _os_json(r: Report) -> dict[str, object]:
+    # the same keys whether or not the disks were read, so scripts need not test for them
+    facts = r.row.to_json() if r.row is not None else dict.fromkeys(_ROW_KEYS)
+    return {**facts, "error": r.error, "notes": list(r.notes)}
+
+
+_ROW_KEYS = ("os", "distro", "version", "packages", "kernel", "boots", "console", "hostname", "hostname_matches")
+
+
+def _surveyed(hv: Hypervisor, guests: list[Guest]) -> list[TargetImage | Unresolved]:
+    """Each guest's disks, looked up while the connection is open; read by survey once it is closed."""
+    from dom0.image.survey import Unresolved
+    from dom0.image.targets import guest_target
+
+    items: list[TargetImage | Unresolved] = []
+    for g in guests:
+        try:
+            items.append(guest_target(hv, g, g.name, live=True))
+        except Dom0Error as exc:
+            items.append(Unresolved(g.name, exc.message, g.name, str(g.state), exc.hint))
+    return items
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    """`dom0 list [--all] [--long] [--json] [GUEST...]`."""
+    """`dom0 list [--all] [--long] [--json] [GUEST...]`; --long adds each guest's OS, read from its disks."""
     with hypervisor(args) as hv:
         guests = [hv.guest(ref) for ref in args.guests] if args.guests else hv.guests(include_inactive=args.all)
         if args.long:
             details = [hv.details(g.uuid) for g in guests]
-            if args.json:
-                print_json([jsonview.details(d) for d in details])
-            else:
-                print("\n\n".join(_long(d) for d in details))
-            return 0
+            items = _surveyed(hv, guests)
+    if args.long:
+        from dom0.image.survey import survey
+
+        # One survey for every listed guest, after the connection is closed: its readers fork.
+        systems = survey(items)
+        if args.json:
+            print_json([{**jsonview.details(d), "os": _os_json(r)} for d, r in zip(details, systems, strict=True)])
+        else:
+            print("\n\n".join(f"{_long(d)}\n{_os_line(r)}" for d, r in zip(details, systems, strict=True)))
+        return 0
     if args.json:
         print_json([jsonview.guest(g) for g in guests])
         return 0
