@@ -74,3 +74,38 @@ def bzimage(path: Path, version: str) -> Path:
     head[0x1000 : 0x1000 + len(text)] = text
     path.write_bytes(bytes(head))
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """The survey tests' host: its URI and the images its guests' disks are."""
+
+    uri: str
+    debian: Path
+    centos: Path
+    alpine: Path
+    missing: Path
+    junk: Path
+    kernels: Path
+
+
+def standard_node(tmp: Path) -> Node:
+    """web (running Debian 12 booting an older kernel directly, hostname bookworm-vm), alpine-guest (Alpine, booting
+    a header-only kernel file), centos5 (CentOS 5.3), gone (its disk missing) and junk (random bytes)."""
+    debian, centos, alpine = (os_image(tmp, m) for m in (ostrees.debian12, ostrees.centos53, ostrees.alpine))
+    kernels = tmp / "boot"
+    kernels.mkdir()
+    (kernels / "vmlinuz-6.1.0-9-amd64").write_bytes(b"\0" * 4096)
+    bzimage(kernels / "vmlinuz", "6.6.14-0-virt")
+    missing, junk = tmp / "missing.img", garbage(tmp)
+    uri = write_node(
+        tmp / "node.xml",
+        [
+            NodeGuest("web", str(debian), "running", str(kernels / "vmlinuz-6.1.0-9-amd64"), "xen"),
+            NodeGuest("centos5", str(centos)),
+            NodeGuest("alpine-guest", str(alpine), kernel=str(kernels / "vmlinuz")),
+            NodeGuest("gone", str(missing)),
+            NodeGuest("junk", str(junk)),
+        ],
+    )
+    return Node(uri, debian, centos, alpine, missing, junk, kernels)

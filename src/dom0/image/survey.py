@@ -308,6 +308,12 @@ def _nothing_found(disks: list[DiskReport]) -> str:
     return "no operating system found (" + "; ".join(seen) + ")"
 
 
+def _has_readable_filesystem(disks: list[DiskReport]) -> bool:
+    from dom0.image.tree import FILESYSTEM_TYPES
+
+    return any(fs.type in FILESYSTEM_TYPES for d in disks if d.layout for fs in d.layout.filesystems)
+
+
 def inspect_target(target: TargetImage) -> Report:
     """Read every disk of one target and sum it up in a row; never raises for what the disks hold."""
     guest = target.guest
@@ -328,6 +334,10 @@ def inspect_target(target: TargetImage) -> Report:
             if failed
             else _nothing_found(disks)
         )
+        if live and not failed and _has_readable_filesystem(disks):
+            # A filesystem dom0 reads that did not open while the guest writes to it: caught mid-update, most
+            # likely, rather than holding no system; saying which would be a guess.
+            error = f"{INCONSISTENT}: {error}"
         return Report(target.ref, guest, error, None, tuple(disks), tuple(notes), name, state)
     notes.extend(f"disk {d.disk.name or d.disk.path} not read: {d.error}" for d in failed)
     row, row_notes = _row(*first, guest)
