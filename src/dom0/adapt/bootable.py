@@ -45,6 +45,9 @@ _VIRTIO_PCI = _Driver("CONFIG_VIRTIO_PCI", ("virtio_pci",), "virtio_pci", (2, 6,
 _VIRTIO_BLK = _Driver("CONFIG_VIRTIO_BLK", ("virtio_blk",), "virtio_blk", (2, 6, 24))
 _VIRTIO_SCSI = _Driver("CONFIG_SCSI_VIRTIO", ("virtio_scsi",), "virtio_scsi", (3, 4, 0))
 _VIRTIO_NET = _Driver("CONFIG_VIRTIO_NET", ("virtio_net",), "virtio_net", (2, 6, 24))
+# Every driver an initrd is asked about, whatever the target: once each is seen the rest of the initrd changes
+# no verdict, and a distribution's initrd is 100+ MiB to decompress.
+_ASKED = tuple(frozenset(d.modules) for d in (_XEN_BLK, _XEN_NET, _VIRTIO_PCI, _VIRTIO_BLK, _VIRTIO_SCSI, _VIRTIO_NET))
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def _once(tree: GuestTree, kind: str, key: K, make: Callable[[], V]) -> V:
 
 
 def _listing(tree: GuestTree, path: str) -> InitrdListing:
-    return _once(tree, "initrd", path, lambda: initrd_files(tree, path))
+    return _once(tree, "initrd", path, lambda: initrd_files(tree, path, _ASKED))
 
 
 class _Facts:
@@ -141,6 +144,7 @@ class _Facts:
         self.builtin = self._modlist("modules.builtin")
         self._installed: frozenset[str] | None = None
         self._initrd: InitrdListing | None = None
+        self._initrd_modules: frozenset[str] = frozenset()
         self.xenified = _xen_flavour(kernel.version) or (
             (2, 6, 16) <= self.release < (2, 6, 19) and (self.config or {}).get("CONFIG_XEN") == "y"
         )
@@ -193,6 +197,8 @@ class _Facts:
     def initrd(self) -> InitrdListing | None:
         if self._initrd is None and self.kernel.initrd is not None:
             self._initrd = _listing(self.tree, self.kernel.initrd)
+            # the module names once: each driver of each target asks, and an initrd lists thousands of files
+            self._initrd_modules = modules_in(self._initrd)
             self.notes.extend(self._initrd.notes)
         return self._initrd
 
@@ -208,7 +214,7 @@ class _Facts:
         return "?"
 
     def in_initrd(self, driver: _Driver) -> bool:
-        return self.initrd is not None and bool(modules_in(self.initrd).intersection(driver.modules))
+        return self.initrd is not None and bool(self._initrd_modules.intersection(driver.modules))
 
     def label(self, driver: _Driver) -> str:
         # xenified trees name their frontends xenblk and xennet
@@ -222,7 +228,7 @@ class _Facts:
         if state == "?":
             if self.release < driver.since and not (self.xenified and driver.name.startswith("xen-")):
                 return f"{self.label(driver)} did not exist yet in Linux {'.'.join(map(str, self.release))}"
-            if self.initrd is None or not self.initrd.complete or not modules_in(self.initrd):
+            if self.initrd is None or not self.initrd.complete or not self._initrd_modules:
                 # no sign of it being a module the initrd lacks (a cut initrd says so in the notes): presumed built in
                 return None
         if self.kernel.initrd is None:

@@ -9,23 +9,20 @@ The initrd is a guest's file and may be hostile: a few KiB of zstd can stand for
 a 4 GiB name. So everything here is bounded (the file, the decompressed output, the entries, each name) and
 streamed in pieces: file contents are skipped, never held. A damaged or cut archive gives the names read so far
 and a note; nothing is raised to the caller.
+
+A distribution's initrd is 30-150 MiB once decompressed, and the names lie between the files, so listing it means
+decompressing it: a caller that asks only whether some modules are there lets reading stop once each is found.
 """
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import os
 import re
 import stat
 import zlib
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
-
-import lz4.block
-import lz4.frame
-import zstandard
 
 from dom0.errors import Dom0Error
 from dom0.image.tree import GuestTree
@@ -38,6 +35,9 @@ MAX_NAME = 4096
 # Compressed bytes fed to a decoder per step. zstd's decompressobj has no output cap, and one 4-byte RLE block
 # stands for 128 KiB, so 1 KiB of input is at most 32 MiB out: the bound on what one step can hold.
 _FEED = 1024
+# zstd's output buffer per decompress call: its default (128 KiB) is mapped and unmapped again on every 1 KiB fed,
+# which cost more than decompressing a Debian initrd itself.
+_ZSTD_WRITE = 16 * 1024
 _PIECE = 1024 * 1024
 _ZEROS = bytes(_PIECE)
 _HEADER = 110  # newc: "07070X" and 13 fields of 8 hex digits
@@ -53,7 +53,8 @@ _MODULE = re.compile(r"(?:^|/)([^/]+)\.ko(?:\.(?:xz|zst|gz))?\Z")
 
 @dataclass(frozen=True)
 class InitrdListing:
-    """The paths inside an initrd (no leading "./"), notes on what could not be read, and whether it was whole."""
+    """The paths inside an initrd (no leading "./"), notes on what could not be read, and whether it was whole
+    (read to its end with nothing wrong: False too when reading stopped once every module asked for was found)."""
 
     names: frozenset[str]
     notes: tuple[str, ...]
@@ -73,6 +74,10 @@ def modules_in(listing: InitrdListing) -> frozenset[str]:
 
 class _Stop(Exception):
     """Reading ends here: the archive is cut, damaged or past a bound. The message says which, for the note."""
+
+
+class _Found(Exception):
+    """Reading ends here: every module the caller asked about was found."""
 
 
 class _Source:
@@ -148,9 +153,10 @@ class _Codec(_Source):
                 if not self._raw.peek(len(self._magic)).startswith(self._magic):
                     return b""
                 self._member = _member(self.name, self._raw)
+            damaged: tuple[type[Exception], ...] = (zlib.error, OSError, EOFError, RuntimeError, ValueError)
             try:
                 out = self._member.step()
-            except (zlib.error, lzma.LZMAError, OSError, EOFError, zstandard.ZstdError, RuntimeError, ValueError) as e:
+            except (*damaged, *self._member.errors) as e:
                 detail = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise _Stop(f"{self.name} data damaged ({detail})") from e
             if out is None:  # the member ended; what it read past its end went back to the initrd
@@ -166,10 +172,11 @@ class _Codec(_Source):
 class _Member:
     """One compressed member: step() gives the next output (b"" when it needs more input), None at its end."""
 
-    def __init__(self, name: str, raw: _Raw, obj: Any) -> None:
+    def __init__(self, name: str, raw: _Raw, obj: Any, errors: tuple[type[Exception], ...] = ()) -> None:
         self._name = name
         self._raw = raw
         self._obj = obj
+        self.errors = errors  # what its decoder raises on damaged data, besides zlib's and the built-in ones
 
     def step(self) -> bytes | None:
         obj = self._obj
@@ -214,6 +221,8 @@ class _Lz4Legacy(_Member):
             block = self._raw.exactly(size)
         except _Stop as e:
             raise _Stop("the lz4 stream is cut short") from e
+        import lz4.block
+
         try:
             return bytes(lz4.block.decompress(block, uncompressed_size=_LZ4_BLOCK))
         except lz4.block.LZ4BlockError as e:
@@ -232,26 +241,44 @@ _FORMATS: tuple[tuple[str, bytes], ...] = (
 
 
 def _member(name: str, raw: _Raw) -> _Member:
+    # Each decoder is imported when an initrd uses it: an initrd holds one or two of the seven, and `image inspect`
+    # of a guest with no initrd should not pay for any.
     if name == "zstd":
-        return _Zstd(name, raw, zstandard.ZstdDecompressor().decompressobj())
+        import zstandard
+
+        return _Zstd(name, raw, zstandard.ZstdDecompressor().decompressobj(_ZSTD_WRITE), (zstandard.ZstdError,))
     if name == "lz4" and raw.peek(4) == _LZ4_LEGACY:
         raw.exactly(4)
         return _Lz4Legacy(name, raw, None)
-    makers: dict[str, Callable[[], Any]] = {
-        "gzip": lambda: zlib.decompressobj(31),
-        "xz": lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ),
-        "lzma": lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE),
-        "lz4": lz4.frame.LZ4FrameDecompressor,
-        "bzip2": bz2.BZ2Decompressor,
-    }
-    return _Member(name, raw, makers[name]())
+    if name == "lz4":
+        import lz4.frame
+
+        return _Member(name, raw, lz4.frame.LZ4FrameDecompressor())
+    if name in ("xz", "lzma"):
+        import lzma
+
+        decoder = lzma.LZMADecompressor(lzma.FORMAT_XZ if name == "xz" else lzma.FORMAT_ALONE)
+        return _Member(name, raw, decoder, (lzma.LZMAError,))
+    if name == "bzip2":
+        import bz2
+
+        return _Member(name, raw, bz2.BZ2Decompressor())
+    return _Member(name, raw, zlib.decompressobj(31))
 
 
 class _Listing:
-    def __init__(self) -> None:
+    def __init__(self, wanted: Iterable[frozenset[str]]) -> None:
         self.names: set[str] = set()
         self.entries = 0
         self.trailers = 0
+        self.pending = [group for group in wanted if group]  # groups of module names none of which is seen yet
+
+    def add(self, name: str) -> None:
+        self.names.add(name)
+        if self.pending and (module := module_name(name)) is not None:
+            self.pending = [group for group in self.pending if module not in group]
+            if not self.pending:
+                raise _Found
 
 
 def _skip(src: _Source, n: int) -> None:
@@ -301,7 +328,7 @@ def _cpio(src: _Source, out: _Listing) -> None:
         while name.startswith(("./", "/")):
             name = name[1:] if name.startswith("/") else name[2:]
         if name and name != ".":
-            out.names.add(name)
+            out.add(name)
 
 
 def _archives(src: _Source, out: _Listing) -> None:
@@ -340,10 +367,14 @@ def _open_regular(tree: GuestTree, path: str) -> tuple[BinaryIO, int]:
     return fh, st.st_size
 
 
-def initrd_files(tree: GuestTree, path: str) -> InitrdListing:
-    """The paths inside the initrd at guest path `path`; a note for each part that could not be read."""
+def initrd_files(tree: GuestTree, path: str, wanted: Iterable[frozenset[str]] = ()) -> InitrdListing:
+    """The paths inside the initrd at guest path `path`; a note for each part that could not be read.
+
+    With `wanted` (groups of module names, as modprobe names them), reading stops as soon as a module of each
+    group has been seen: the names are then those read so far, and the listing is not `complete`.
+    """
     notes: list[str] = []
-    out = _Listing()
+    out = _Listing(wanted)
     complete = True
     try:
         fh, size = _open_regular(tree, path)
@@ -355,6 +386,8 @@ def initrd_files(tree: GuestTree, path: str) -> InitrdListing:
             complete = False
         try:
             _walk(_Raw(fh, MAX_INITRD), out)
+        except _Found:
+            complete = False
         except _Stop as e:
             why = f": {e}" if str(e) else ""
             notes.append(f"{path}: initrd truncated after {out.entries} entries{why}")

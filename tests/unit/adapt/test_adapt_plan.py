@@ -183,9 +183,9 @@ def test_inspect_readiness_reads_each_initrd_once_for_all_four_targets(
 
     reads: list[str] = []
 
-    def counted(tree: Any, path: str) -> Any:
+    def counted(tree: Any, path: str, *wanted: Any) -> Any:
         reads.append(path)
-        return real(tree, path)
+        return real(tree, path, *wanted)
 
     monkeypatch.setattr(bootable, "initrd_files", counted)
     image = ostrees.mkfs_ext4(ostrees.fedora_core5().build(tmp_path / "tree"), tmp_path / "fc5.img")

@@ -127,9 +127,10 @@ def test_truncated_initrd_gives_what_was_read_and_a_note(tmp_path: Path, codec: 
     assert got.names <= {name for name, _, _ in entries}
 
 
-def test_damaged_and_foreign_data_give_notes_never_an_exception(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codec", ["gzip", "xz", "lzma", "zstd", "bzip2", "lz4-frame", "lz4-legacy"])
+def test_damaged_and_foreign_data_give_notes_never_an_exception(tmp_path: Path, codec: str) -> None:
     rng = random.Random(14)
-    whole = gzip.compress(newc(MAIN))
+    whole = CODECS[codec](newc(MAIN))
     for _ in range(200):
         data = bytearray(whole)
         for _ in range(rng.randint(1, 6)):
@@ -241,3 +242,21 @@ def test_modules_named_as_modprobe_names_them() -> None:
         }
     )
     assert modules_in(InitrdListing(names, (), True)) == {"xennet", "xen_netfront", "virtio_blk"}
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "xz"])
+def test_reading_stops_once_every_module_asked_about_is_found(tmp_path: Path, codec: str) -> None:
+    # the drivers first, then 16 MiB of firmware-like zeros and damaged data: once the drivers are seen, neither
+    # is decompressed (a distribution's initrd is 100+ MiB, most of it after the block drivers)
+    tail = [("usr/lib/firmware/big.bin", 0o100644, bytes(16 << 20)), ("usr/lib/late.so", 0o100644, b"x")]
+    data = CODECS[codec](newc(MAIN + tail))
+    tree = guest(tmp_path, data + b"not an archive")
+    asked = (frozenset({"xen_blkfront", "xenblk"}), frozenset({"virtio_blk"}))
+    got = initrd_files(tree, "/boot/initrd.img-6.1.0-13-amd64", asked)
+    assert {"xen_blkfront", "virtio_blk"} <= modules_in(got)
+    assert "usr/lib/late.so" not in got.names
+    assert got.notes == ()  # the damage after the modules was never reached
+    assert not got.complete  # not read to its end: the listing says so
+    whole = initrd_files(tree, "/boot/initrd.img-6.1.0-13-amd64")  # asking nothing reads it all, damage included
+    assert "usr/lib/late.so" in whole.names
+    assert "neither a cpio archive nor a compression" in whole.notes[0]
