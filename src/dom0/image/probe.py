@@ -14,9 +14,12 @@ import struct
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dom0.image.source import ImageSource
-from dom0.model import Disk, DiskSource
+
+if TYPE_CHECKING:
+    from dom0.model import Disk
 
 # Everything probed lies in the first 64 KiB plus btrfs' and reiserfs' superblocks just after it.
 HEAD_BYTES = 0x10000 + 4096
@@ -334,6 +337,9 @@ class SwapProbe:
 
     def is_swap(self, disk: Disk) -> bool | None:
         """True for a disk that starts with a swap signature, False when it does not, None when unknown."""
+        # dom0.model's dataclasses are `dom0 top`'s, not the image readers': loaded when a guest's disk is asked about
+        from dom0.model import DiskSource
+
         if disk.device in ("cdrom", "floppy"):
             return False
         if not self.local or disk.source_kind not in (DiskSource.FILE, DiskSource.BLOCK):
