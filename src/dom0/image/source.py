@@ -423,7 +423,7 @@ def _open_backing(link: _Link, here: str, backing: str, roots: list[str]) -> tup
         # realpath resolved every link on the way: what is there now must be a regular file, checked unopened.
         before = os.lstat(real)
     except FileNotFoundError as exc:
-        where = "" if os.path.isabs(backing) else f" next to it ({joined})"
+        where = "" if os.path.isabs(backing) else f" next to it ({_shown(joined)})"
         raise Dom0Error(
             f"{link.name}: backing file {shown} not found{where}",
             "put the backing file there or fix it with qemu-img rebase -u -b FILE",
