@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dom0.errors import UsageError
 from dom0.guest import net
-from dom0.guest.editors import GuestEditor
 from dom0.guest.net import NetConfig, Static
 from dom0.image.osinspect import OperatingSystem, parse_keyvals
 from dom0.image.tree import ResolvingTree
+
+if TYPE_CHECKING:
+    from dom0.guest.editors import GuestEditor
 
 # /etc/hosts is the one file edited here that can be large by design (ad-blocking lists run to a few MiB).
 MAX_HOSTS_READ = 16 * 1024 * 1024
