@@ -8,6 +8,8 @@ The guest's /init reads `dom0test.mode=MODE` from the kernel command line (a com
   noacpi  ignore the ACPI power button (so an orderly shutdown never completes)
   identity  mounts the data disk (ext4) read-only and prints `dom0test identity hostname=H ip=A mac=M
             machine-id=ID` from the guest's own /etc/hostname, /etc/network/interfaces and NIC (needs IDENTITY_MODULES)
+  rootrw  mounts the data disk (ext4) read-write, prints `dom0test rootrw mounted` and rewrites
+          /var/tmp/dom0test-beat every second (needs IDENTITY_MODULES)
   memfill  before `ready`: copy the whole data disk into a tmpfs and drop the caches, so the guest's RAM holds
           real non-zero data (use with build_data_disk()); prints `dom0test memfill done BYTES`, then like idle
   hog=N   before `ready`: hold N MiB in a tmpfs (not reclaimable without swap, so the guest steadily uses it);
@@ -130,6 +132,12 @@ if has identity && [ -b "/dev/$datadev" ]; then
   echo "dom0test identity hostname=$(hostname) ip=$(ip -o -4 addr show dev eth0 | awk '{print $4}') \
 mac=$(cat /sys/class/net/eth0/address) machine-id=$(cat /root/etc/machine-id)"
   umount /root
+fi
+if has rootrw && [ -b "/dev/$datadev" ]; then
+  # a guest at work on its own filesystem: mounted read-write, a file rewritten every second, so the journal is
+  # never quiet and the on-disk state is whatever the guest kernel last wrote back
+  mkdir -p /root && mount -t ext4 "/dev/$datadev" /root && echo "dom0test rootrw mounted"
+  ( n=0; while :; do n=$((n + 1)); echo "$n" > /root/var/tmp/dom0test-beat; sleep 1; done ) &
 fi
 hog=$(val hog)
 if [ -n "$hog" ]; then

@@ -317,7 +317,7 @@ def cmd_wrap(args: argparse.Namespace) -> int:
 
 
 # `image inspect TARGET TARGET...` and --all: one table, a row per guest or path.
-SURVEY_HEADERS = ["GUEST", "STATE", "OS", "PACKAGES", "KERNEL", "CONSOLE", "HOSTNAME"]
+SURVEY_HEADERS = ["GUEST", "STATE", "OS", "PACKAGES", "KERNEL", "BOOTS", "CONSOLE", "HOSTNAME"]
 
 
 def disk_json(d: DiskReport) -> dict[str, Any]:
@@ -349,30 +349,38 @@ def report_json(r: Report) -> dict[str, Any]:
     }
 
 
-def _kernel_cell(r: Report) -> str:
-    row = r.row
-    if row is None or row.kernel is None:
+def _boots_cell(r: Report) -> str:
+    """The kernel a direct-boot guest is handed; "its disk" when a loader or firmware boots what the disk holds."""
+    if r.guest is None or r.row is None:
         return "-"
-    if row.boots is None or row.boots == row.kernel:
-        return row.kernel + (" (booted)" if row.boots else "")
-    return f"boots {row.boots}, {row.kernel} installed"
+    if not r.guest.kernel:
+        return "its disk"
+    return r.row.boots or "?"
 
 
 def _hostname_cell(r: Report) -> str:
     row = r.row
     if row is None or not row.hostname:
         return "-"
-    return row.hostname + (f" (not {r.name})" if row.hostname_matches is False else "")
+    return row.hostname + (" (differs)" if row.hostname_matches is False else "")
 
 
 def table_row(r: Report) -> list[str]:
-    """The cells of one target's row in the table."""
+    """The cells of one target's row in the table; why a row was not read is said below the table."""
     state = r.state or "-"
-    if r.row is None:
-        return [r.name, state, f"not read: {r.error}", "-", "-", "-", "-"]
     row = r.row
-    os_words = row.os or "-"
-    return [r.name, state, os_words, row.packages or "-", _kernel_cell(r), row.console or "-", _hostname_cell(r)]
+    if row is None:
+        return [r.name, state, "not read", "-", "-", "-", "-", "-"]
+    return [
+        r.name,
+        state,
+        row.os or "-",
+        row.packages or "-",
+        row.kernel or "-",
+        _boots_cell(r),
+        row.console or "-",
+        _hostname_cell(r),
+    ]
 
 
 def _detail_lines(r: Report) -> list[str]:
@@ -447,6 +455,7 @@ def cmd_survey(args: argparse.Namespace) -> int:
         if not reports:
             print("(no guests)")
         for r in reports:
-            for note in r.notes:
+            said = ([f"not read: {r.error}"] if r.error is not None else []) + list(r.notes)
+            for note in said:
                 print(terminal_safe(f"{r.name}: {note}"))
     return 1 if any(r.error is not None for r in reports) else 0

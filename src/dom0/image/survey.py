@@ -274,10 +274,12 @@ def _row(
         if boots is None:
             notes.append(f"the kernel it boots is not known: {why}")
         elif newest is not None and boots != newest:
-            notes.append(
-                f"boots {boots}, {newest} installed: reboot after `dom0 image kernel {disk} -o "
-                f"{os.path.dirname(guest.kernel)} --sync`"
-            )
+            copy = f"`dom0 image kernel {disk} -o {os.path.dirname(guest.kernel)} --sync` copies it out to boot"
+            if boots not in {k.version for k in system.kernels}:
+                # A kernel the guest does not have installed: its modules (and their updates) are not there either.
+                notes.append(f"boots {boots}, which is not installed inside; the newest there is {newest}: {copy}")
+            else:
+                notes.append(f"boots {boots}, but {newest} is installed inside: {copy}")
     matches = None
     if guest is not None and system.hostname:
         matches = system.hostname.split(".")[0].lower() == guest.name.lower()
