@@ -51,6 +51,11 @@ SECONDS_PER_ROUND = 20.0
 _BZIMAGE_HEAD = 0x10000
 _RELEASE = re.compile(r"[0-9][A-Za-z0-9._+~-]*\Z")
 _KERNEL_NAME_PREFIXES = ("vmlinuz-", "vmlinux-")
+# An ELF kernel's banner: "Linux version 6.1.0-10-amd64 (debian-kernel@...) ..." (printk's "%s" formats don't match).
+_BANNER = re.compile(rb"Linux version ([0-9][A-Za-z0-9._+~-]{0,63}) \(")
+_BANNER_TAIL = 96  # a banner cut by a chunk's end is found again with this much of the chunk before
+_ELF_CHUNK = 4 << 20
+_ELF_SCAN = 128 << 20
 
 # ext3/4: the superblock 1024 bytes in, magic at 0x38, incompatible features at 0x60; RECOVER = the journal holds
 # what the mounted filesystem has not checkpointed yet, as it always does while the guest runs.
@@ -165,8 +170,9 @@ def booted_release(path: str) -> tuple[str | None, str]:
     """The release of the host's kernel file a guest boots directly, and why not when it cannot be told.
 
     The file's name says it when dom0 image kernel or a distribution named it ("vmlinuz-6.1.0-10-amd64"); else the
-    x86 boot header's version string does. The path comes from the guest's definition (the administrator's word),
-    so its links are followed; the file itself is opened without following one more, and only its head is read.
+    x86 boot header's version string does, or an uncompressed (ELF) kernel's banner. The path comes from the
+    guest's definition (the administrator's word), so its links are followed; the file itself is opened without
+    following one more, and only its head (or, for an ELF kernel, up to its banner) is read.
     """
     real = os.path.realpath(path)
     name = os.path.basename(real)
@@ -182,6 +188,8 @@ def booted_release(path: str) -> tuple[str | None, str]:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None, f"{path} is not a regular file"
         head = os.pread(fd, _BZIMAGE_HEAD, 0)
+        if head[:4] == b"\x7fELF":
+            return _elf_release(fd, path)
     except OSError as exc:
         return None, f"cannot read {path}: {exc.strerror}"
     finally:
@@ -193,6 +201,24 @@ def booted_release(path: str) -> tuple[str | None, str]:
     if where == 0x200 or not text or not _RELEASE.match(text[0]):
         return None, f"{path} does not say its version"
     return text[0], ""
+
+
+def _elf_release(fd: int, path: str) -> tuple[str | None, str]:
+    """An uncompressed kernel (vmlinux, what Xen PVH boots): the release in its "Linux version RELEASE (" banner,
+    looked for chunk by chunk in the first _ELF_SCAN bytes (the banner sits in .rodata, a few MiB in)."""
+    offset, tail = 0, b""
+    while offset < _ELF_SCAN:
+        chunk = os.pread(fd, _ELF_CHUNK, offset)
+        if not chunk:
+            break
+        window = tail + chunk
+        for found in _BANNER.finditer(window):
+            release = found.group(1).decode("ascii")
+            if _RELEASE.match(release):
+                return release, ""
+        tail = window[-_BANNER_TAIL:]
+        offset += len(chunk)
+    return None, f"{path} does not say its version"
 
 
 # --- reading the images, in a worker -----------------------------------------------------------------------------

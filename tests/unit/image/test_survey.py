@@ -112,8 +112,21 @@ def test_the_booted_kernel_from_its_name_its_header_or_why_not(node: guestnode.N
     (tmp_path / "vmlinuz").symlink_to(node.kernels / "vmlinuz-6.1.0-9-amd64")  # as dom0 image kernel links it
     assert survey.booted_release(str(tmp_path / "vmlinuz")) == ("6.1.0-9-amd64", "")
     junk = tmp_path / "kernel"
-    junk.write_bytes(b"\x7fELF" + b"\0" * 100)
+    junk.write_bytes(b"MZ" + b"\0" * 100)
     assert survey.booted_release(str(junk)) == (None, f"{junk} has no x86 kernel header to read its version from")
+    # An uncompressed kernel (what Xen PVH boots): its banner, here cut in two by the reader's chunk boundary, and
+    # printk's format string before it, which is not a release.
+    vmlinux = tmp_path / "vmlinux"
+    banner = b"Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org) (gcc-12) #1 SMP"
+    cut = survey._ELF_CHUNK - 20
+    with vmlinux.open("wb") as f:
+        f.write(b"\x7fELF" + b"\0" * 60 + b"Linux version %s (%s)\0")
+        f.seek(cut)
+        f.write(banner)
+    assert survey.booted_release(str(vmlinux)) == ("6.1.0-57-amd64", "")
+    stripped = tmp_path / "vmlinux-stripped"
+    stripped.write_bytes(b"\x7fELF" + b"\0" * 4096)
+    assert survey.booted_release(str(stripped)) == (None, f"{stripped} does not say its version")
     release, why = survey.booted_release(str(tmp_path / "absent"))
     assert release is None
     assert why.startswith(f"cannot read {tmp_path / 'absent'}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from .guests import BACKENDS, WORK, LabGuest, wait_until_gone, xl, xl_state
+from .guests import BACKENDS, WORK, LabGuest, dom0, wait_until_gone, xl, xl_state
 
 STAGED = Path("/opt/dom0-adapted")
 NAME = "dom0test-xl-adapted"
@@ -138,8 +138,30 @@ def test_bare_metal_debian_adapted_for_xen_pv_logs_in_on_hvc0_with_netfront_up(
         # in the junit report (its test suite's properties): how long the boot takes under emulation
         record_testsuite_property("adapted_pv_login_seconds", round(booted))
         record_testsuite_property("adapted_pv_ping_seconds", round(time.monotonic() - started))
+        _check_inspected_while_running(staged)
     finally:
         if xl_state(NAME) is not None:
             xl("destroy", NAME, check=False)
         wait_until_gone(NAME, 60)
         cfg.unlink(missing_ok=True)
+
+
+def _check_inspected_while_running(staged: dict[str, Any]) -> None:
+    """`dom0 image inspect GUEST` through xl: the running PV guest's disk read under it, its row as Xen sees it."""
+    started = time.monotonic()
+    report = json.loads(dom0("xl://", "image", "inspect", NAME, "--json").stdout)
+    took = time.monotonic() - started
+    assert report["error"] is None, report
+    assert report["hypervisor"] == "xen-pv"
+    row = report["row"]
+    assert (row["distro"], row["version"]) == ("debian", "12"), row
+    assert row["packages"] == "apt"
+    assert row["console"] == "yes", row  # adapted: a login on hvc0
+    assert row["hostname"] == staged["hostname"]
+    # it boots the kernel copied out of its own /boot (an uncompressed ELF here: read from its banner)
+    assert row["boots"] == staged["kernel"]["version"], row
+    assert row["kernel"] == staged["kernel"]["version"], row
+    # systemd has its root mounted read-write: the journal is never clean while it runs, and dom0 says so
+    assert any("read while running" in n for n in report["notes"]), report["notes"]
+    assert xl_state(NAME) is not None  # still there, untouched
+    assert took < 60, f"inspect took {took:.1f} s"
