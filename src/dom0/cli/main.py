@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -32,6 +33,19 @@ with libvirtd, xl:// (Xen's own xl toolstack) on one without, else qemu:///syste
 
 def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_wait_lock(p: argparse.ArgumentParser) -> None:
+    """A command that changes a guest holds its lock for the whole run; another run's lock is waited for, or not."""
+    p.add_argument(
+        "--wait-lock",
+        nargs="?",
+        type=float,
+        const=math.inf,
+        default=None,
+        metavar="SECONDS",
+        help="when another dom0 run is changing the guest, wait for it (for ever, or SECONDS) instead of refusing",
+    )
 
 
 class _Unused:
@@ -223,6 +237,7 @@ def _add_memory(
     mem.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="mem set: how long to wait for the balloon (30)"
     )
+    _add_wait_lock(mem)
     _add_json(mem)
 
     p = command(
@@ -257,6 +272,7 @@ def _add_host(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--config", metavar="FILE", help="settings and per-guest exceptions (/etc/dom0/host.toml)")
         p.add_argument("-d", "--dir", metavar="DIR", help="image directory (overrides the config's save.directory)")
         p.add_argument("-n", "--dry-run", action="store_true", help="show what would happen, change nothing")
+        _add_wait_lock(p)
         _add_json(p)
 
 
@@ -274,17 +290,20 @@ def _add_control(command: Callable[[str, str, str], argparse.ArgumentParser]) ->
     ):
         p = command(verb, "dom0.cli.control:cmd_simple", text)
         p.add_argument("guest", metavar="GUEST")
+        _add_wait_lock(p)
         _add_json(p)
 
     p = command("shutdown", "dom0.cli.control:cmd_shutdown", "ask a guest for an orderly shutdown")
     p.add_argument("guest", metavar="GUEST")
     p.add_argument("-w", "--wait", action="store_true", help="wait until it has stopped")
     p.add_argument("-t", "--timeout", type=float, default=300.0, metavar="S", help="how long --wait waits (300)")
+    _add_wait_lock(p)
     _add_json(p)
 
     p = command("destroy", "dom0.cli.control:cmd_destroy", "stop a guest at once, like pulling its power cord")
     p.add_argument("guest", metavar="GUEST")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when not on a terminal)")
+    _add_wait_lock(p)
     _add_json(p)
 
 
@@ -309,6 +328,7 @@ def _add_clone(command: Callable[[str, str, str], argparse.ArgumentParser]) -> N
     p.add_argument("--pause", action="store_true", help="pause the source while its disks are copied")
     p.add_argument("--offline", action="store_true", help="require the source to be shut off")
     p.add_argument("-n", "--dry-run", action="store_true", help="print the plan, change nothing")
+    _add_wait_lock(p)
     _add_json(p)
 
 
@@ -317,6 +337,7 @@ def _add_transfer(command: Callable[[str, str, str], argparse.ArgumentParser]) -
     p.add_argument("guest", metavar="GUEST")
     p.add_argument("dir", metavar="DIR", help="where DIR/NAME/ is written (it must not exist)")
     p.add_argument("--pause", action="store_true", help="export a running guest, paused while its disks are read")
+    _add_wait_lock(p)
     _add_json(p)
     p = command("import", "dom0.cli.transfer:cmd_import", "define a guest from a `dom0 export` directory")
     p.add_argument("dir", metavar="DIR", help="the exported DIR/NAME directory")
@@ -330,6 +351,7 @@ def _add_transfer(command: Callable[[str, str, str], argparse.ArgumentParser]) -
         help="keep a kernel/initrd the definition names when it is a file of this host in DIR (repeatable)",
     )
     p.add_argument("-n", "--dry-run", action="store_true", help="check the export and show the plan")
+    _add_wait_lock(p)
     _add_json(p)
 
 
@@ -347,6 +369,7 @@ def _add_saves(command: Callable[[str, str, str], argparse.ArgumentParser]) -> N
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="guests saved at once (default: two per core)")
     p.add_argument("--replace", action="store_true", help="replace a guest's older image once the new one is complete")
     p.add_argument("-n", "--dry-run", action="store_true", help="show what would be saved, change nothing")
+    _add_wait_lock(p)
     _add_json(p)
 
     p = command("restore", "dom0.cli.saves:cmd_restore", "restore saved guests, checking each image first")
@@ -356,6 +379,7 @@ def _add_saves(command: Callable[[str, str, str], argparse.ArgumentParser]) -> N
     p.add_argument("-p", "--paused", action="store_true", help="leave the guests paused")
     p.add_argument("-k", "--keep", action="store_true", help="keep the images after the guests run again")
     p.add_argument("-n", "--dry-run", action="store_true", help="check the images and show what would happen")
+    _add_wait_lock(p)
     _add_json(p)
 
 
@@ -429,6 +453,7 @@ def _add_image(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="where it boots",
     )
     p.add_argument("-n", "--dry-run", action="store_true", help="print the plan (each file, before -> after, why)")
+    _add_wait_lock(p)
     _add_json(p)
 
     p = verb(

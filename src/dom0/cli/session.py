@@ -90,3 +90,35 @@ def check_seconds(option: str, value: float, example: str, *, least: float = 0.0
             f"e.g. {option} {example}",
         )
     return value
+
+
+def lock_wait(args: argparse.Namespace) -> float | None:
+    """--wait-lock's seconds (math.inf for ever), or None: refuse at once when another run changes the guest."""
+    seconds: float | None = getattr(args, "wait_lock", None)
+    if seconds is None or seconds == math.inf:
+        return seconds
+    return check_seconds("--wait-lock", seconds, "60")
+
+
+def say_waiting(name: str, words: str) -> None:
+    """The line a waiting run prints once per guest, on stderr (stdout stays the command's own output)."""
+    print(f"waiting for {name}: it is {words}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def guests_locked(args: argparse.Namespace, hv: Hypervisor, refs: Iterable[str], action: str) -> Iterator[None]:
+    """Hold the locks of the guests `refs` name for the `with` block (--wait-lock says whether to wait for them).
+
+    Taken before anything is touched; a guest another dom0 run is changing ends the command with one line naming
+    that run (GuestBusy, exit 1), nothing done."""
+    from dom0.locks import LockKey, hold
+
+    keys = []
+    for ref in refs:
+        guest = hv.guest(ref)
+        keys.append(LockKey(guest.uuid, guest.name))
+    held = hold(keys, action, wait=lock_wait(args), waiting=lambda key, holder: say_waiting(key.name, holder.words()))
+    try:
+        yield
+    finally:
+        held.release()
