@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from dom0.errors import Dom0Error
-from dom0.image import lvm, tables
+from dom0.image import tables
 from dom0.image.probe import Filesystem, probe
 from dom0.image.source import ImageSource, MappedSource
+
+if TYPE_CHECKING:
+    from dom0.image import lvm
 
 __all__ = [
     "Filesystem",
@@ -142,6 +146,9 @@ def _partitions(source: ImageSource, table: tables.Table) -> list[Partition]:
 
 def _volume_groups(source: ImageSource, members: list[Filesystem]) -> tuple[list[VolumeGroup], list[Filesystem]]:
     """The VGs whose PVs are among `members`, with their LVs' filesystems probed through the extent mapping."""
+    # Only an image with a PV pays for the LVM reader's classes (most guest images have none).
+    from dom0.image import lvm
+
     found: list[tuple[Filesystem, lvm.PhysicalVolume]] = []
     for fs in members:
         pv = lvm.read_pv(source, fs.offset)

@@ -19,6 +19,7 @@ NOT_NEEDED = (
     "dom0.hypervisor",
     "dom0.model",
     "dom0.storage",
+    "dom0.image.lvm",  # this image has no LVM
     "dom0.guest.editors",
     "dom0.run",
     "difflib",
