@@ -198,12 +198,19 @@ def _read_holder(fd: int) -> Holder | None:
     if not isinstance(doc, dict) or doc.get("pid") != pid:
         return Holder(pid)  # it has not written its words yet, or they are another run's
     started = doc.get("started")
+    action, command = doc.get("action"), doc.get("command")
     return Holder(
         pid,
-        str(doc.get("action", ""))[:40],
-        str(doc.get("command", ""))[:200],
-        float(started) if isinstance(started, (int, float)) else None,
+        action if isinstance(action, str) and action in ACTIONS else "",
+        _printable(command[:200]) if isinstance(command, str) else "",
+        # a time the clock cannot show (NaN, 1e400, before 1970 or years ahead) is no one's start time
+        float(started) if isinstance(started, (int, float)) and 0 < started < time.time() + 86400 else None,
     )
+
+
+def _printable(text: str) -> str:
+    """One printable line: the command is shown in list --long, and a newline or escape must not forge output."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _write_words(fd: int, action: str) -> None:
@@ -242,7 +249,7 @@ class Held:
         self.release()
 
 
-def _try(directory: int, key: LockKey, action: str, held: Held) -> Holder | None:
+def _try(directory: int, key: LockKey, action: str, held: Held, retry: bool = True) -> Holder | None:
     """Take `key`'s lock into `held`; the holder when another process has it."""
     name = key.file_name
     with _mine_lock:
@@ -260,8 +267,12 @@ def _try(directory: int, key: LockKey, action: str, held: Held) -> Holder | None
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
             os.close(fd)
             raise Dom0Error(f"cannot lock {key.name}: {exc.strerror}", "") from exc
-        holder = _read_holder(fd) or Holder(0)
+        holder = _read_holder(fd)
         os.close(fd)
+        if holder is None:
+            # it was let go between the flock and the read of /proc/locks (or /proc is not readable): try again,
+            # once, rather than name a holder no one is
+            return _try(directory, key, action, held, retry=False) if retry else Holder(0)
         return holder
     _write_words(fd, action)
     with _mine_lock:
@@ -298,11 +309,15 @@ def hold(
         while True:
             held = Held()
             busy: tuple[LockKey, Holder] | None = None
-            for key in _ordered(keys):
-                holder = _try(directory, key, action, held)
-                if holder is not None:
-                    busy = (key, holder)
-                    break
+            try:
+                for key in _ordered(keys):
+                    holder = _try(directory, key, action, held)
+                    if holder is not None:
+                        busy = (key, holder)
+                        break
+            except BaseException:
+                held.release()  # all or none: a lock file refused halfway lets go of those taken before it
+                raise
             if busy is None:
                 return held
             held.release()
