@@ -38,6 +38,8 @@ _FEED = 1024
 # zstd's output buffer per decompress call: its default (128 KiB) is mapped and unmapped again on every 1 KiB fed,
 # which cost more than decompressing a Debian initrd itself.
 _ZSTD_WRITE = 16 * 1024
+# What one zstd step gathers before handing it on: at most this plus one piece's output (32 MiB, see _FEED).
+_GATHER = 64 * 1024
 _PIECE = 1024 * 1024
 _ZEROS = bytes(_PIECE)
 _HEADER = 110  # newc: "07070X" and 13 fields of 8 hex digits
@@ -194,14 +196,24 @@ class _Member:
 
 class _Zstd(_Member):
     def step(self) -> bytes | None:
+        """Output of 1 KiB pieces of input, gathered until there is at least _GATHER of it (one trip through the
+        readers above per 64 KiB rather than per KiB: a 35 MiB initrd is 35,000 pieces)."""
         obj = self._obj
         if obj.eof:
             self._raw.unread(bytes(obj.unused_data))
             return None
-        data = self._raw.read(_FEED)
-        if not data:
-            raise _Stop("the zstd stream is cut short")
-        return bytes(obj.decompress(data))
+        out: list[bytes] = []
+        size = 0
+        while size < _GATHER and not obj.eof:
+            data = self._raw.read(_FEED)
+            if not data:
+                if out:
+                    break  # what came before the cut first; the next step says it is cut
+                raise _Stop("the zstd stream is cut short")
+            piece = obj.decompress(data)
+            out.append(piece)
+            size += len(piece)
+        return b"".join(out)
 
 
 class _Lz4Legacy(_Member):
