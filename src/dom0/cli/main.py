@@ -419,7 +419,7 @@ def _add_image(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="raw or qcow2 image, block device (an LV), directory tree, or guest name/UUID; several: one table",
     )
     p.add_argument("-a", "--all", action="store_true", help="every guest of the host (running ones read as they are)")
-    p.add_argument("-j", "--jobs", type=int, metavar="N", help="images read at once (default: one per CPU)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="images read at once (default: one per idle CPU)")
     _add_json(p)
 
     p = verb("extract", "dom0.cli.image:cmd_extract", "write one partition's or LV's filesystem as a whole-disk image")

@@ -410,12 +410,22 @@ def _pooled(targets: list[TargetImage], workers: int, seconds: float) -> list[Re
     return out
 
 
+def _idle_cpus(cpus: int) -> int:
+    """The CPUs nothing else is using (by the load average): a reader per busy core would only take turns with
+    the host's own work, and the forked pool costs more than it gives (one disk is ~25 ms of CPU)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cpus
+    return max(1, min(cpus, round(cpus - load)))
+
+
 def survey(items: Sequence[TargetImage | Unresolved], *, jobs: int | None = None) -> list[Report]:
     """One report per item, in order: the images read in parallel (a fork-based pool) when there are several and
-    more than one CPU, else here in turn."""
+    more than one idle CPU (or `jobs` says so), else here in turn."""
     targets = [t for t in items if isinstance(t, TargetImage)]
     cpus = len(os.sched_getaffinity(0))
-    workers = min(jobs or cpus, cpus, len(targets))
+    workers = min(jobs or _idle_cpus(cpus), cpus, len(targets))
     read: list[Report | None]
     if workers > 1:
         read = _pooled(targets, workers, SECONDS_PER_ROUND * (1 + math.ceil(len(targets) / workers)))
