@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from dom0.cli.progress import board
-from dom0.cli.session import hypervisor, print_error, print_json, print_notes
+from dom0.cli.session import hypervisor, lock_wait, print_error, print_json, print_notes, say_waiting
 from dom0.cli.table import render
 from dom0.hypervisor import Hypervisor
 from dom0.model import BarFactory
 from dom0.saves import fifo, hostconfig
 from dom0.saves import host as hostpower
+from dom0.saves.batch import Locks
 from dom0.saves.host import Step
 from dom0.saves.hostconfig import HostConfig
 
@@ -71,17 +72,25 @@ def _run(
     args: argparse.Namespace,
     title: str,
     images: str,
-    plan: Callable[[Hypervisor, HostConfig, Sequence[str]], tuple[list[P], list[Step]]],
+    plan: Callable[[Hypervisor, HostConfig, Sequence[str], Locks | None], tuple[list[P], list[Step]]],
     apply: Callable[[Hypervisor, HostConfig, list[P], list[Step], BarFactory], list[Step]],
 ) -> int:
-    """Plan every guest's step (and stop there with --dry-run), apply them, print each guest's result."""
+    """Plan every guest's step (and stop there with --dry-run), apply them, print each guest's result.
+
+    Each guest's lock is held from its plan to its result; a guest another dom0 run holds is reported as skipped,
+    and this run neither waits for it (without --wait-lock) nor undoes what the other run does to it."""
     config = _config(args)
+    locks = Locks(
+        title, every=True, wait=lock_wait(args), waiting=lambda key, holder: say_waiting(key.name, holder.words())
+    )
     print_notes(fifo.sweep_leftovers(config.directory, dry_run=args.dry_run))
     with hypervisor(args) as hv:
-        plans, steps = plan(hv, config, args.guests)
-        if args.dry_run:
+        if args.dry_run:  # changes nothing: takes no lock
+            plans, steps = plan(hv, config, args.guests, None)
             return _print(args, steps, f"{title} would do (images {images} {config.directory})", None)
-        started = time.monotonic()
-        with board(not args.json) as progress:
-            results = apply(hv, config, plans, steps, progress.bar)
-        return _print(args, results, title, time.monotonic() - started)
+        with locks:
+            plans, steps = plan(hv, config, args.guests, locks)
+            started = time.monotonic()
+            with board(not args.json) as progress:
+                results = apply(hv, config, plans, steps, progress.bar)
+            return _print(args, results, title, time.monotonic() - started)

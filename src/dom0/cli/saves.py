@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from dom0.cli.progress import board
-from dom0.cli.session import hypervisor, print_error, print_json, print_notes
+from dom0.cli.session import hypervisor, lock_wait, print_error, print_json, print_notes, say_waiting
 from dom0.cli.table import render
 from dom0.errors import UsageError
 from dom0.humanize import size as size_iec
 from dom0.model import Guest
-from dom0.saves import batch, fifo, manifest
-from dom0.saves.batch import Outcome
+from dom0.saves import batch, fifo, manifest, stream
+from dom0.saves.batch import Locks, Outcome
 from dom0.saves.codec import Compression
 from dom0.saves.manifest import Manifest
 from dom0.saves.stream import RestorePlan
@@ -36,23 +36,42 @@ def _check_arguments(args: argparse.Namespace) -> tuple[Compression, int]:
     return kind, kind.check_level(args.level if args.level is not None else kind.default_level)
 
 
+def _locks(args: argparse.Namespace, action: str) -> Locks:
+    """The guests' locks of this run: named guests all or none, --all the free ones (--wait-lock: wait first)."""
+    return Locks(
+        action,
+        every=bool(args.all),
+        wait=lock_wait(args),
+        waiting=lambda key, holder: say_waiting(key.name, holder.words()),
+    )
+
+
 def cmd_save(args: argparse.Namespace) -> int:
     """Save guests' memory to compressed images; they stop once their image is on disk."""
     directory = Path(args.dir)
     kind, level = _check_arguments(args)
+    locks = _locks(args, "save")
     print_notes(fifo.sweep_leftovers(directory, dry_run=args.dry_run))
     with hypervisor(args) as hv:
         refs = None if args.all else args.guests
-        planned = batch.plan_saves(hv, refs, directory, kind, level, jobs=args.jobs, replace=args.replace)
-        if args.dry_run:
+        if args.dry_run:  # changes nothing, so it takes no lock and never waits for one
+            planned = batch.plan_saves(hv, refs, directory, kind, level, jobs=args.jobs, replace=args.replace)
             return _print_save_plan(args, planned)
-        if not planned.plans:
-            print("no running guests to save")
-            return 0
-        started = time.monotonic()
-        with board(not args.json) as progress:
-            outcomes = batch.save_all(hv, planned.plans, planned.options, planned.jobs, progress.bar)
-        return _report_saves(args, outcomes, directory, time.monotonic() - started)
+        # Each guest's lock is held from before its plan until its image is in place: a second run for the
+        # same guest refuses (or waits) before it makes a FIFO, a work directory or an image.
+        with locks:
+            planned = batch.plan_saves(
+                hv, refs, directory, kind, level, jobs=args.jobs, replace=args.replace, locks=locks
+            )
+            if not planned.plans and not planned.left:
+                print("no running guests to save")
+                return 0
+            started = time.monotonic()
+            outcomes: list[Outcome[Manifest]] = []
+            if planned.plans:
+                with board(not args.json) as progress:
+                    outcomes = batch.save_all(hv, planned.plans, planned.options, planned.jobs, progress.bar)
+            return _report_saves(args, [*outcomes, *planned.left], directory, time.monotonic() - started)
 
 
 def _print_save_plan(args: argparse.Namespace, planned: batch.SaveBatch) -> int:
@@ -98,22 +117,34 @@ def _report_saves(args: argparse.Namespace, outcomes: list[Outcome[Manifest]], d
         )
         return 1 if failed else 0
     rows = []
+    saved = 0
     for o in outcomes:
+        if o.skipped:
+            rows.append((o.name, "-", "-", "-", "-", f"skipped: {o.skipped}"))
         if o.value is None:
             continue
         m = o.value
         ratio = f"{100 * m.stored_bytes / m.raw_bytes:.0f}%" if m.raw_bytes else "-"
         rows.append((m.name, m.state, size_iec(m.raw_bytes), size_iec(m.stored_bytes), ratio, m.image))
+        saved += 1
     if rows:
         print(render(("Guest", "Was", "Raw", "Stored", "Ratio", "Image"), rows, right=(2, 3, 4)))
-        print(f"saved {len(rows)} guest(s) into {directory} in {seconds:.1f} s")
+    if saved:
+        print(f"saved {saved} guest(s) into {directory} in {seconds:.1f} s")
     _print_errors(failed)
     return 1 if failed else 0
 
 
+def _failed_json(o: Outcome[Any]) -> dict[str, Any]:
+    """A guest that was not saved or restored; `skipped` says which other run holds it."""
+    return {"name": o.name, "ok": False, "error": o.error, "hint": o.hint} | (
+        {"skipped": f"skipped: {o.skipped}"} if o.skipped else {}
+    )
+
+
 def _save_json(o: Outcome[Manifest], directory: Path) -> dict[str, Any]:
     if o.value is None:
-        return {"name": o.name, "ok": False, "error": o.error, "hint": o.hint}
+        return _failed_json(o)
     doc = o.value.to_json()
     return {
         "name": o.name,
@@ -154,15 +185,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"no saved guests in {args.all}")
         return 0
     jobs = args.jobs or batch.restore_jobs(paths)
+    locks = _locks(args, "restore")
     with hypervisor(args) as hv:
         if args.dry_run:
             checked = batch.check_all(hv, paths, jobs, paused=args.paused)
             plans = [o.value for o in checked if o.value is not None]
             return _print_restore_plan(args, plans, [o for o in checked if not o.ok])
-        started = time.monotonic()
-        with board(not args.json) as progress:
-            outcomes = batch.restore_all(hv, paths, jobs, paused=args.paused, keep=args.keep, bar=progress.bar)
-        return _report_restores(args, outcomes, time.monotonic() - started)
+        # Keyed by the UUID the manifest records: the lock is the saved guest's, whatever it is called now.
+        with locks:
+            acting, left = locks.take(paths, batch.image_name, stream.restore_key)
+            started = time.monotonic()
+            outcomes: list[Outcome[Any]] = []
+            if acting:
+                with board(not args.json) as progress:
+                    outcomes = batch.restore_all(hv, acting, jobs, paused=args.paused, keep=args.keep, bar=progress.bar)
+            return _report_restores(args, [*outcomes, *left], time.monotonic() - started)
 
 
 def _print_restore_plan(args: argparse.Namespace, plans: list[RestorePlan], refused: list[Outcome[RestorePlan]]) -> int:
@@ -191,12 +228,15 @@ def _report_restores(args: argparse.Namespace, outcomes: list[Outcome[Any]], sec
             {
                 "seconds": round(seconds, 3),
                 "guests": [{"name": g.name, "ok": True, "uuid": g.uuid, "state": str(g.state)} for g in done]
-                + [{"name": o.name, "ok": False, "error": o.error, "hint": o.hint} for o in failed],
+                + [_failed_json(o) for o in failed],
             }
         )
         return 1 if failed else 0
+    rows: list[tuple[str, object, str]] = [(g.name, g.id, str(g.state)) for g in done]
+    rows += [(o.name, "-", f"skipped: {o.skipped}") for o in failed if o.skipped]
+    if rows:
+        print(render(("Guest", "ID", "State"), rows))
     if done:
-        print(render(("Guest", "ID", "State"), [(g.name, g.id, str(g.state)) for g in done]))
         kept = " (images kept)" if args.keep else ""
         print(f"restored {len(done)} guest(s) in {seconds:.1f} s{kept}")
     _print_errors(failed)

@@ -1,6 +1,7 @@
 """Many guests saved or restored at once: a bounded pool, one outcome per guest, no failure stopping the rest.
 
-`dom0 save`, `dom0 restore`, `dom0 host stop` and `dom0 host start` all run their guests through `run_each`.
+`dom0 save`, `dom0 restore`, `dom0 host stop` and `dom0 host start` all run their guests through `run_each`, each
+guest's lock held (`Locks`) from before its save or restore is planned until the run ends.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from dom0.errors import Dom0Error
+from dom0.errors import Dom0Error, GuestNotFound
 from dom0.filedata import open_regular
 from dom0.hypervisor import Hypervisor, PerThread
+from dom0.locks import GuestBusy, Held, Holder, LockKey, hold, hold_available
 from dom0.model import BarFactory, Guest, no_bar
 from dom0.saves import codec, manifest, stream
 from dom0.saves.codec import Compression
@@ -33,11 +35,93 @@ class Outcome(Generic[R]):
     value: R | None
     error: str = ""
     hint: str = ""
+    skipped: str = ""  # another dom0 run holds the guest: who ("being saved by dom0 pid 4242 since 20:20:13")
 
     @property
     def ok(self) -> bool:
         """Whether this guest's operation succeeded."""
         return not self.error
+
+
+SKIPPED_HINT = "another dom0 run is changing it: this run left it alone; run again for it once that run has ended"
+
+
+def skipped(name: str, holder: Holder) -> Outcome[Any]:
+    """The outcome of a guest a host-wide run left alone because another run holds its lock."""
+    words = holder.words()
+    return Outcome(name, None, f"{name} skipped: {words}", SKIPPED_HINT, words)
+
+
+class Locks:
+    """The guests' locks one run holds, taken before anything is planned or touched and let go together at its end.
+
+    Named guests are all or nothing (GuestBusy naming the holder: exit 1, nothing done); a host-wide run (`every`)
+    acts on the guests that are free and reports the others as skipped instead of failing everything. `wait`
+    (seconds, math.inf for ever) waits for busy guests first: a host-wide run then waits for all of them together,
+    holding none while it waits (so two such runs never wait on each other), and skips those still busy after it.
+    """
+
+    def __init__(
+        self,
+        action: str,
+        *,
+        every: bool,
+        wait: float | None = None,
+        waiting: Callable[[LockKey, Holder], None] | None = None,
+    ) -> None:
+        self.action = action
+        self.every = every
+        self.wait = wait
+        self.waiting = waiting
+        self._held: list[Held] = []
+
+    def take(
+        self, items: Sequence[T], name_of: Callable[[T], str], key_of: Callable[[T], LockKey | None]
+    ) -> tuple[list[T], list[Outcome[Any]]]:
+        """The items to act on (their guests' locks now held), and outcomes for the rest: skipped (held by another
+        run) or refused (`key_of` said why no guest could be told from it). An item whose key is None names no guest
+        the hypervisor knows and is acted on unlocked: its own checks refuse it."""
+        keyed: list[tuple[T, LockKey | None]] = []
+        left: list[Outcome[Any]] = []
+        for item in items:
+            try:
+                keyed.append((item, key_of(item)))
+            except Dom0Error as exc:
+                left.append(Outcome(name_of(item), None, exc.message, exc.hint))
+        keys = [key for _, key in keyed if key is not None]
+        busy: dict[str, Holder] = {}
+        if not self.every:
+            self._held.append(hold(keys, self.action, wait=self.wait, waiting=self.waiting))
+        elif self.wait is None:
+            held, taken = hold_available(keys, self.action)
+            self._held.append(held)
+            busy = {key.file_name: holder for key, holder in taken}
+        else:
+            try:
+                self._held.append(hold(keys, self.action, wait=self.wait, waiting=self.waiting))
+            except GuestBusy:
+                held, taken = hold_available(keys, self.action)
+                self._held.append(held)
+                busy = {key.file_name: holder for key, holder in taken}
+        acting: list[T] = []
+        for item, key in keyed:
+            holder = busy.get(key.file_name) if key is not None else None
+            if holder is None:
+                acting.append(item)
+            else:
+                left.append(skipped(name_of(item), holder))
+        return acting, left
+
+    def release(self) -> None:
+        """Let every lock go (the kernel would at exit; a long-lived caller should not wait for that)."""
+        while self._held:
+            self._held.pop().release()
+
+    def __enter__(self) -> Locks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def rotational(directory: Path) -> bool:
@@ -86,11 +170,13 @@ def run_all(items: Sequence[T], name_of: Callable[[T], str], work: Callable[[T],
 
 @dataclass(frozen=True, slots=True)
 class SaveBatch:
-    """The guests `save_all` would save, planned and checked, and how many at a time."""
+    """The guests `save_all` would save, planned and checked, and how many at a time; `left` holds the guests
+    another run holds (skipped), which are not saved."""
 
     plans: tuple[SavePlan, ...]
     options: SaveOptions
     jobs: int
+    left: tuple[Outcome[Any], ...] = ()
 
 
 def plan_saves(
@@ -102,17 +188,34 @@ def plan_saves(
     *,
     jobs: int | None = None,
     replace: bool = False,
+    locks: Locks | None = None,
 ) -> SaveBatch:
     """Plan saving the guests `refs` names (every running guest when None) into `directory`, changing nothing.
 
     Every guest is planned before anything is created, so a guest or driver that cannot be saved is refused
-    first (Dom0Error). `jobs` None chooses `default_jobs`.
+    first (Dom0Error). `jobs` None chooses `default_jobs`. With `locks`, each guest's lock is taken first and the
+    guest looked at again under it: another run may have saved or stopped it meanwhile.
     """
     guests = [g for g in hv.guests() if g.state.is_active] if refs is None else [hv.guest(ref) for ref in refs]
+    left: list[Outcome[Any]] = []
+    if locks is not None:
+        guests, left = locks.take(guests, lambda g: g.name, lambda g: LockKey(g.uuid, g.name))
+        guests = [now for now in (_again(hv, g, every=refs is None) for g in guests) if now is not None]
     target = directory if directory.is_dir() else directory.parent
     jobs = jobs or default_jobs(target, len(guests), compressed=compression is not Compression.NONE)
     options = SaveOptions(directory, compression, level, compressor_threads(jobs), replace)
-    return SaveBatch(tuple(stream.plan_save(hv, g, options) for g in guests), options, jobs)
+    return SaveBatch(tuple(stream.plan_save(hv, g, options) for g in guests), options, jobs, tuple(left))
+
+
+def _again(hv: Hypervisor, guest: Guest, *, every: bool) -> Guest | None:
+    """`guest` as it is now; for a host-wide run None once it no longer runs (a named guest's plan says why)."""
+    try:
+        now = hv.guest(guest.uuid)
+    except GuestNotFound:
+        if every:
+            return None  # a transient guest another run saved: nothing of it is left to save
+        raise
+    return now if now.state.is_active or not every else None
 
 
 def restore_jobs(images: Sequence[Path]) -> int:
@@ -185,15 +288,15 @@ def restore_all(
         size = plan.record.stored_bytes if plan.record else plan.image.stat().st_size
         return stream.restore_image(worker, plan, keep=keep, progress=bar(plan.name, size))
 
-    return run_each(hv, images, _name_of, one, jobs)
+    return run_each(hv, images, image_name, one, jobs)
 
 
 def check_all(hv: Hypervisor, paths: Sequence[Path], jobs: int, *, paused: bool = False) -> list[Outcome[RestorePlan]]:
     """Check every image as its restore would, `jobs` at a time, restoring nothing."""
-    return run_each(hv, paths, _name_of, lambda worker, p: stream.plan_restore(worker, p, paused=paused), jobs)
+    return run_each(hv, paths, image_name, lambda worker, p: stream.plan_restore(worker, p, paused=paused), jobs)
 
 
-def _name_of(image: Path | RestorePlan) -> str:
+def image_name(image: Path | RestorePlan) -> str:
     """The guest an image, manifest path or restore plan is named after."""
     if isinstance(image, RestorePlan):
         return image.name

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from dom0.errors import Dom0Error, GuestNotFound, GuestStateError
 from dom0.filedata import kind_of, open_regular
 from dom0.hypervisor import Hypervisor
+from dom0.locks import LockKey
 from dom0.model import Guest, GuestState, Progress, SaveFormat, no_progress
 from dom0.saves import codec, manifest
 from dom0.saves.codec import Compression
@@ -280,6 +281,37 @@ def plan_restore(hv: Hypervisor, path: Path, *, paused: bool = False) -> Restore
         raise Dom0Error(f"{image} does not hold the guest its manifest describes ({record.name})")
     _check_not_running(hv, header.uuid or record.uuid, record.name)
     return RestorePlan(image, meta, record, header, paused or record.state == "paused")
+
+
+def restore_key(path: Path) -> LockKey | None:
+    """The lock restoring `path` takes: the saved guest's UUID, from its manifest (a bare image's own header).
+
+    None when the file says no UUID, or cannot be read: its check (`plan_restore`) then refuses it with the reason.
+    """
+    if path.name.endswith(manifest.SUFFIX):
+        meta = path
+    else:
+        meta = manifest.manifest_path(path.parent, _guest_name_of(path))
+        if not meta.exists():
+            try:
+                with os.fdopen(open_regular(path), "rb") as f:
+                    header = sniff(f.read(HEAD_BYTES))
+            except (Dom0Error, OSError):
+                return None
+            return LockKey(header.uuid, header.name or path.name) if header.uuid else None
+    try:
+        record = manifest.read(meta)
+    except Dom0Error:
+        return None
+    key = LockKey(record.uuid, record.name)
+    try:
+        key.file_name  # noqa: B018  # refuses what is not a UUID before it could name a file
+    except Dom0Error as exc:
+        raise Dom0Error(
+            f"{meta} gives {record.name}'s UUID as {record.uuid[:60]!r}, which is not a UUID",
+            "the manifest is damaged or was not written by `dom0 save`; it cannot be restored",
+        ) from exc
+    return key
 
 
 def _plausible_raw_bytes() -> int:
