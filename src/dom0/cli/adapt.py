@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from dom0.cli.session import hypervisor, image_options, print_json
+from dom0.cli.session import guests_locked, hypervisor, image_options, print_json
 from dom0.cli.table import terminal_safe
 
 if TYPE_CHECKING:
@@ -29,6 +30,20 @@ def _lazy_hypervisor(args: argparse.Namespace) -> Iterator[Callable[[], Hypervis
             return opened[0]
 
         yield get
+
+
+def _names_a_guest(ref: str, hv: Callable[[], Hypervisor]) -> bool:
+    """Whether TARGET is a guest (as resolve_target reads it: a path wins); a name no guest has is left to the
+    plan to refuse in its own words."""
+    from dom0.errors import Dom0Error
+
+    if "/" in ref or os.path.lexists(ref):
+        return False
+    try:
+        hv().guest(ref)
+    except Dom0Error:
+        return False
+    return True
 
 
 def _say(lines: list[str]) -> None:
@@ -98,13 +113,17 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from dom0.adapt.target import Target
 
     goal = Target(args.hypervisor)
-    with _lazy_hypervisor(args) as hv:
+    with _lazy_hypervisor(args) as hv, contextlib.ExitStack() as locked:
+        if not args.dry_run and _names_a_guest(args.target, hv):
+            # the guest's disks, from the plan's reading of them to the last edit: a start or a clone meanwhile
+            # would run on, or copy, half-adapted disks
+            locked.enter_context(guests_locked(args, hv(), [args.target], "adapt"))
         plan = plan_adapt(args.target, goal, hv=hv, image_options=image_options(args))
-    if not args.json:
-        _say(_plan_lines(plan))
-    applied = False
-    if plan.changes and not args.dry_run:
-        applied = apply_adapt(plan).applied
+        if not args.json:
+            _say(_plan_lines(plan))
+        applied = False
+        if plan.changes and not args.dry_run:
+            applied = apply_adapt(plan).applied
     if args.json:
         print_json(_plan_json(plan, applied))
     elif not plan.changes:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 from dom0.cli.progress import board
-from dom0.cli.session import hypervisor, print_json
+from dom0.cli.session import guests_locked, hypervisor, print_json
 from dom0.cli.table import render
 from dom0.clone.plan import CloneMode, CloneOptions, ClonePlan
 from dom0.errors import UsageError
@@ -94,7 +95,9 @@ def cmd_clone(args: argparse.Namespace) -> int:
     from dom0.clone.plan import plan_clone
 
     options = _options(args)
-    with hypervisor(args) as hv:
+    with hypervisor(args) as hv, contextlib.ExitStack() as locked:
+        if not args.dry_run:  # the source, from the plan's reading of it to the end of the copy
+            locked.enter_context(guests_locked(args, hv, [args.source], "clone"))
         plan = plan_clone(hv, args.source, options)
         if args.dry_run:
             if args.json:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
-from dom0.cli.session import attach_console, check_seconds, hypervisor, print_json
+from dom0.cli.session import attach_console, check_seconds, guests_locked, hypervisor, print_json
 from dom0.errors import Dom0Error, GuestNotFound, UsageError
 from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor import Hypervisor
@@ -52,14 +53,18 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_simple(args: argparse.Namespace) -> int:
     """start, reboot, pause, resume: one call each."""
-    with hypervisor(args) as hv:
+    with hypervisor(args) as hv, contextlib.ExitStack() as locked:
         ref = args.guest
         try:
             name = hv.guest(ref).name  # messages name the guest even when it was given by ID or UUID
         except GuestNotFound:
             if args.command != "start":
                 raise
-            name = ref  # xl:// forgets stopped guests: start finds them by their config file instead
+            # xl:// forgets stopped guests: start finds them by their config file instead, and with no UUID
+            # known there is nothing to lock by
+            name = ref
+        else:
+            locked.enter_context(guests_locked(args, hv, [ref], args.command))
         if args.command == "start":
             g = hv.start(ref)
             return _done(args, hv, ref, f"started {g.name} (ID {g.id})")
@@ -76,7 +81,8 @@ def cmd_simple(args: argparse.Namespace) -> int:
 def cmd_shutdown(args: argparse.Namespace) -> int:
     """Ask for an orderly shutdown; with --wait, wait for it."""
     check_seconds("--timeout", args.timeout, "120", least=1)
-    with hypervisor(args) as hv:
+    # held until the guest stopped with --wait: a save or start by another run in between would be raced
+    with hypervisor(args) as hv, guests_locked(args, hv, [args.guest], "shutdown"):
         g = hv.guest(args.guest)
         name = g.name
         hv.shutdown(args.guest)
@@ -93,7 +99,7 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
 
 def cmd_destroy(args: argparse.Namespace) -> int:
     """Stop a guest at once, after asking (or with --yes)."""
-    with hypervisor(args) as hv:
+    with hypervisor(args) as hv, guests_locked(args, hv, [args.guest], "destroy"):
         g = hv.guest(args.guest)
         if not args.yes:
             if not sys.stdin.isatty():

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from dom0 import humanize
-from dom0.cli.session import check_seconds, hypervisor, print_error, print_json, print_notes
+from dom0.cli.session import check_seconds, guests_locked, hypervisor, print_error, print_json, print_notes
 from dom0.cli.table import render, terminal_safe
 from dom0.errors import UsageError
 from dom0.memory.reading import MemoryReport, Verdict, read_memory, typical_guest_mib
@@ -130,7 +130,7 @@ def _cmd_set(args: argparse.Namespace) -> int:
     _, ref, size = args.guests
     target = _size_kib("SIZE", size)
     timeout = check_seconds("--timeout", args.timeout, "30")
-    with hypervisor(args) as hv:
+    with hypervisor(args) as hv, guests_locked(args, hv, [ref], "mem set"):
         move = set_guest_memory(hv, ref, target, force=args.force, timeout=timeout)
     if args.json:
         print_json(asdict(move))
