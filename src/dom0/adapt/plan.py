@@ -22,7 +22,6 @@ from dom0.guest import identity
 from dom0.image.layout import Filesystem, Layout, scan
 from dom0.image.osinspect import OperatingSystem, find_roots, match_filesystem
 from dom0.image.source import open_image
-from dom0.image.targets import DiskRef, TargetImage, resolve_target
 from dom0.image.tree import ResolvingTree
 
 # The writing side (storage's raw views, the guest editors, difflib for the plan's diffs) is imported where it is
@@ -30,6 +29,7 @@ from dom0.image.tree import ResolvingTree
 if TYPE_CHECKING:
     from dom0.cli.session import ImageOptions
     from dom0.hypervisor import Hypervisor
+    from dom0.image.targets import DiskRef, TargetImage, resolve_target
 
 __all__ = [
     "AdaptPlan",
@@ -46,6 +46,17 @@ __all__ = [
     "resolve_target",
     "split_edits",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """What TARGET names lives in dom0.image.targets; its names are still found here, loaded when first asked for
+    (`image inspect` of a path asks only for readiness)."""
+    if name in ("DiskRef", "TargetImage", "resolve_target"):
+        from dom0.image import targets
+
+        return getattr(targets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Diff lines shown per file in a plan: a grub.cfg can be long, and the plan is read by a person.
 MAX_DIFF_LINES = 40
@@ -200,6 +211,8 @@ def plan_adapt(
     the root filesystem cannot be edited from userspace.
     """
     goal = Target(hypervisor_target)
+    from dom0.image.targets import resolve_target
+
     target = resolve_target(target_ref, hv=hv, image_options=image_options)
     from dom0.adapt.bootable import judge
     from dom0.adapt.files import plan_files
