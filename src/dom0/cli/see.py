@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from dom0.hypervisor import Hypervisor
     from dom0.image.survey import Report, Unresolved
     from dom0.image.targets import TargetImage
+    from dom0.locks import Holder
 
 
 def _row(g: Guest) -> list[object]:
@@ -32,13 +33,18 @@ def _row(g: Guest) -> list[object]:
     ]
 
 
-def _long(d: GuestDetails) -> str:
+def _long(d: GuestDetails, holder: Holder | None) -> str:
     g = d.guest
     lines = [
         f"{g.name}",
         f"  uuid        {g.uuid}",
         f"  id          {g.id if g.id is not None else '- (not running)'}",
         f"  state       {g.state.flags}  {g.state.words}",
+    ]
+    if holder is not None:
+        command = f" ({holder.command})" if holder.command else ""
+        lines.append(f"  lock        {holder.words()}{command}")
+    lines += [
         f"  memory      {g.memory_kib // 1024} MiB now, {g.max_memory_kib // 1024} MiB maximum",
         f"  vcpus       {g.vcpus}",
         f"  cpu time    {g.cpu_time_ns / 1e9:.1f} s ({humanize.duration(g.cpu_time_ns / 1e9)})",
@@ -110,6 +116,13 @@ def _surveyed(hv: Hypervisor, guests: list[Guest]) -> list[TargetImage | Unresol
     return items
 
 
+def _holders(guests: list[Guest]) -> list[Holder | None]:
+    """Which dom0 run is changing each guest now: read from the kernel's list of locks, never waited for."""
+    from dom0.locks import LockKey, holder_of
+
+    return [holder_of(LockKey(g.uuid, g.name)) for g in guests]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """`dom0 list [--all] [--long] [--json] [GUEST...]`; --long adds each guest's OS, read from its disks."""
     with hypervisor(args) as hv:
@@ -122,10 +135,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         # One survey for every listed guest, after the connection is closed: its readers fork.
         systems = survey(items)
+        # read after the survey: a run that began meanwhile is named, one that ended is not
+        holders = _holders(guests)
+        rows = list(zip(details, systems, holders, strict=True))
         if args.json:
-            print_json([{**jsonview.details(d), "os": _os_json(r)} for d, r in zip(details, systems, strict=True)])
+            print_json([{**jsonview.details(d), "os": _os_json(r), "lock": h and h.to_json()} for d, r, h in rows])
         else:
-            print("\n\n".join(f"{_long(d)}\n{_os_line(r)}" for d, r in zip(details, systems, strict=True)))
+            print("\n\n".join(f"{_long(d, h)}\n{_os_line(r)}" for d, r, h in rows))
         return 0
     if args.json:
         print_json([jsonview.guest(g) for g in guests])

@@ -3,6 +3,7 @@ with --wait-lock; commands that only read never wait. On libvirt's test:// drive
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -122,3 +123,26 @@ def test_an_import_keeping_the_uuid_is_refused_while_another_import_of_it_runs(t
         # a renamed copy gets a UUID of its own: nothing to wait for
         r = dom0(*TEST, "import", str(export), "--storage", str(store), "--name", "copy", timeout=30)
         assert r.rc == 0, r.err
+
+
+def test_reading_commands_answer_at_once_while_the_guest_is_locked(saving: Held) -> None:
+    for args in (("list", "--long"), ("mem", "--sample", "0"), ("doctor",), ("image", "inspect", "test")):
+        r, took = _timed(*TEST, *args)
+        assert "is being saved" not in r.err, args
+        assert "waiting for" not in r.err, args
+        assert took < 10, args
+    r = dom0(*TEST, "list", "--long", timeout=30)
+    line = rf"^  lock        being saved by dom0 pid {os.getpid()} since \d\d:\d\d:\d\d \(.*pytest.*\)$"
+    assert re.search(line, r.out, re.M), r.out
+    r = dom0(*TEST, "list", "--long", "--json", timeout=30)
+    (guest,) = json.loads(r.out)
+    assert guest["lock"]["pid"] == os.getpid()
+    assert guest["lock"]["action"] == "save"
+
+
+def test_list_long_shows_no_lock_for_a_free_guest() -> None:
+    r = dom0(*TEST, "list", "--long", timeout=30)
+    assert "  lock  " not in r.out
+    r = dom0(*TEST, "list", "--long", "--json", timeout=30)
+    (guest,) = json.loads(r.out)
+    assert guest["lock"] is None
