@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import ostrees
+from unitkit import dom0
 
 from dom0 import run
 
@@ -48,3 +49,18 @@ def test_inspect_of_an_image_path_loads_only_the_readers(tmp_path: Path) -> None
     assert "dissect.extfs" in names  # the report was read correctly
     loaded = sorted(n for n in names if n.startswith(NOT_NEEDED))
     assert not loaded, f"dom0 image inspect PATH imported {loaded}"
+
+
+def test_only_the_image_verb_run_is_given_its_options_and_the_others_still_answer() -> None:
+    # the parser of `dom0 image inspect` leaves the other verbs' options out; a wrong verb, another verb's --help
+    # and a URI spelt like the command still get the whole parser's answers
+    wrong = dom0("image", "inspekt", "x.img")
+    assert wrong.rc == 2
+    assert "invalid choice: 'inspekt'" in wrong.err
+    assert all(v in wrong.err for v in ("'inspect'", "'extract'", "'wrap'", "'adapt'", "'hints'", "'kernel'"))
+    extract = dom0("image", "extract", "--help")
+    assert extract.rc == 0
+    assert "--partition N" in extract.out
+    listed = dom0("-c", "image", "image", "inspect", "--help")
+    assert listed.rc == 0
+    assert "--jobs" in listed.out or "-j N" in listed.out
