@@ -141,15 +141,17 @@ def cmd_hints(args: argparse.Namespace) -> int:
     from dom0.adapt.hints import STUB_DIR, plan_hints
     from dom0.adapt.plan import edit_root, located_root, resolve_target, split_edits
 
-    with _lazy_hypervisor(args) as hv:
+    with _lazy_hypervisor(args) as hv, contextlib.ExitStack() as locked:
+        if not args.dry_run and _names_a_guest(args.target, hv):
+            locked.enter_context(guests_locked(args, hv(), [args.target], "hints"))
         target = resolve_target(args.target, hv=hv, image_options=image_options(args))
-    with located_root(target) as (root, tree, _, notes):
-        hints = plan_hints(tree, root.system, remove=args.remove)
-        groups = split_edits(root, tree.realpath, list(hints.edits))
-    applied = False
-    if hints.edits and not args.dry_run:
-        edit_root(root, groups)
-        applied = True
+        with located_root(target) as (root, tree, _, notes):
+            hints = plan_hints(tree, root.system, remove=args.remove)
+            groups = split_edits(root, tree.realpath, list(hints.edits))
+        applied = False
+        if hints.edits and not args.dry_run:
+            edit_root(root, groups)
+            applied = True
     all_notes = [*target.notes, *notes, *hints.notes]
     if args.json:
         print_json(

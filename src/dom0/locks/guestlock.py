@@ -42,6 +42,7 @@ ACTIONS = {
     "resume": "resumed",
     "mem set": "given new memory",
     "adapt": "adapted",
+    "hints": "given package-tool hints",
 }
 
 

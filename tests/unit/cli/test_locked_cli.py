@@ -87,6 +87,7 @@ def test_a_wait_lock_too_short_refuses_saying_it_waited(saving: Held) -> None:
         ("mem", "set", "test", "1G"),
         ("clone", "test", "copy"),
         ("image", "adapt", "test", "--for", "kvm"),
+        ("image", "hints", "test"),
     ],
     ids=lambda c: " ".join(c[:2]),
 )
