@@ -7,6 +7,7 @@ save/restore, and last the orderly shutdown (PV) and destroy (PVH) that end them
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -312,6 +313,63 @@ def test_dom0_save_and_restore_cli_round_trip_a_guest(uri: str, pvh_guest: LabGu
         assert not directory.exists() or not list(directory.iterdir()), "the image outlived the restore"
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    assert g.wait_for_tick_after(at_save) > at_save
+    assert g.console_text().count(READY) == 1
+
+
+def test_two_dom0_saves_of_one_guest_at_once_make_one_image(uri: str, pv_guest: LabGuest) -> None:
+    """Two `dom0 save` runs of the PV guest started together (a cron job and a shell): one saves it, the other is
+    refused at once naming the first (pid, since when), writing nothing; the one image restores the guest."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    g = pv_guest
+    dirs = [WORK / f"{g.name}.locked-{n}" for n in (1, 2)]
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    g.wait_for_tick_after(0)
+    env = {k: v for k, v in os.environ.items() if k != "DOM0_LOCK_DIR"} | {"COLUMNS": "200"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dom0", "-c", uri, "save", g.name, "-d", str(d)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for d in dirs
+    ]
+    try:
+        ended: list[int] = []  # the order the runs ended in
+        deadline = time.monotonic() + 600
+        while len(ended) < 2:
+            ended += [i for i, proc in enumerate(runs) if i not in ended and proc.poll() is not None]
+            assert time.monotonic() < deadline, "the saves did not end"
+            time.sleep(0.05)
+        outputs = [proc.communicate() for proc in runs]
+        assert sorted(proc.returncode for proc in runs) == [0, 1], outputs
+        won = next(i for i, proc in enumerate(runs) if proc.returncode == 0)
+        lost = 1 - won
+        assert ended[0] == lost, "the refused run waited for the other's save"
+        first = outputs[lost][1].splitlines()[0]
+        words = rf"dom0: error: {re.escape(g.name)} is being saved by dom0 pid {runs[won].pid} since \d\d:\d\d:\d\d"
+        assert re.fullmatch(words, first), outputs[lost]
+        assert not dirs[lost].exists(), "the refused run wrote something"
+        assert sorted(p.name for p in dirs[won].iterdir()) == [f"{g.name}.manifest.json", f"{g.name}.save.zst"]
+        at_save = g.last_tick()
+        assert xl_state(g.name) is None, "the saved guest still runs"
+        out = json.loads(dom0(uri, "restore", str(dirs[won] / f"{g.name}.manifest.json"), "--json", timeout=600).stdout)
+        assert [(x["name"], x["ok"]) for x in out["guests"]] == [(g.name, True)], out
+    finally:
+        for proc in runs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
     assert g.wait_for_tick_after(at_save) > at_save
     assert g.console_text().count(READY) == 1
 
