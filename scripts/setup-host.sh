@@ -20,6 +20,8 @@ PACKAGES=(
   strace
   # dom0 publish: dom0's own nftables table (nft -f); tests load libvirt's NAT rules as libvirt writes them (iptables)
   nftables iptables
+  # tests/unit/image/test_packages_rpm.py: rpmbuild and rpm --initdb make a real sqlite rpmdb to read back
+  rpm
 )
 
 missing=()
