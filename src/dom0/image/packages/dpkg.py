@@ -1,0 +1,74 @@
+"""dpkg's /var/lib/dpkg/status: one stanza per package; only "install ok installed" ones are on the system.
+
+status-old is dpkg's previous copy and is never read: it lists what was installed before the last run.
+"""
+
+from __future__ import annotations
+
+from dom0.image.packages import Application, Applications, Found, clip, guest_lines, split_epoch, split_release
+from dom0.image.tree import GuestTree
+
+_WANTED = ("Package", "Status", "Version", "Architecture", "Source", "Description")
+
+
+def _finish(found: Found, fields: dict[str, str], damaged: bool) -> bool:
+    """Add the stanza in `fields`; False once the package limit is reached."""
+    if not fields:
+        return True
+    status = fields.get("Status", "").split()
+    if len(status) != 3 or status[1:] != ["ok", "installed"]:
+        # Removed, half-configured, config-files only or failed: not installed, however whole the stanza. The
+        # first word is only what the admin wants next (install, hold, deinstall): the package is there.
+        return True
+    name, version = fields.get("Package", ""), fields.get("Version", "")
+    if damaged or not name or not version:
+        found.broken += 1
+        return True
+    epoch, rest = split_epoch(version)
+    upstream, revision = split_release(rest)
+    source = fields.get("Source", "").split(" ", 1)[0]
+    return found.add(
+        Application(
+            name=name,
+            version=upstream,
+            release=revision,
+            epoch=epoch,
+            arch=fields.get("Architecture", ""),
+            source=source,
+            summary=fields.get("Description", ""),
+        )
+    )
+
+
+def read(tree: GuestTree, path: str) -> Applications:
+    """The installed packages of a dpkg status file."""
+    found = Found("dpkg")
+    fields: dict[str, str] = {}
+    damaged = False
+    for raw in guest_lines(tree, path):
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line.strip():
+            if not _finish(found, fields, damaged):
+                break
+            fields, damaged = {}, False
+            continue
+        if line[0] in " \t":
+            continue  # a continuation line: the rest of a Description or Conffiles, never needed here
+        key, sep, value = line.partition(":")
+        if not sep:
+            damaged = True
+            continue
+        if key not in _WANTED:
+            continue
+        value = value.strip()
+        kept = clip(value)
+        if kept is None:
+            if key == "Description":
+                kept = value[:256]  # only the summary line: shortened, the package is still real
+            else:
+                damaged = True
+                continue
+        fields[key] = kept
+    else:
+        _finish(found, fields, damaged)
+    return found.result(path, "stanzas")
