@@ -173,11 +173,55 @@ def _os_json(system: Any, ready: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _applications(args: argparse.Namespace, found: list[tuple[Any, Any]]) -> list[Any]:
+    """With --applications, each (tree, system)'s installed packages (read while the image is open); else Nones."""
+    if not getattr(args, "applications", False):
+        return [None for _ in found]
+    from dom0.image.packages import read_applications
+
+    return [read_applications(tree, system) for tree, system in found]
+
+
+def _apps_text(apps: Any) -> list[str]:
+    """The package count ("    147 packages (dpkg)") and a line per package; nothing without --applications."""
+    if apps is None:
+        return []
+    if apps.database is None:
+        lines = ["    no package database found (dpkg, rpm, apk or pacman)"]
+    else:
+        lines = [f"    {len(apps.apps)} packages ({apps.database})"]
+        rows = [
+            [f"      {a.name}", f"{a.epoch}:" * bool(a.epoch) + a.version + f"-{a.release}" * bool(a.release),
+             a.arch or "-", a.summary]
+            for a in apps.apps
+        ]  # fmt: skip
+        if rows:
+            lines.extend(_columns(rows))
+    lines.extend(f"    packages: {note}" for note in apps.notes)
+    return lines
+
+
+def _add_applications(doc: dict[str, Any], apps: list[Any]) -> None:
+    """--json --applications: each operating system's "applications" document."""
+    from dom0.image.packages import applications_json
+
+    for entry, found in zip(doc["operating_systems"], apps, strict=True):
+        if found is not None:
+            entry["applications"] = applications_json(found)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """`dom0 image inspect TARGET...`: partition table, partitions, filesystems, LVM and operating systems; a guest
     or several targets go through the survey (cmd_survey)."""
     refs = list(args.targets)
     if args.all or len(refs) != 1 or not (Path(refs[0]).exists() or Path(refs[0]).is_symlink() or "/" in refs[0]):
+        if getattr(args, "applications", False):
+            from dom0.errors import UsageError
+
+            raise UsageError(
+                "--applications lists the packages of one image or directory at a time",
+                "give one disk image, device or directory (dom0 list --long shows a guest's disk paths)",
+            )
         return cmd_survey(args)
     path = Path(refs[0])
     if path.is_dir() and args.image_format is None:
@@ -188,16 +232,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         system = inspect_tree(tree)
         systems = [system] if system is not None else []
         ready = [_readiness(tree, s, ()) for s in systems]
+        apps = _applications(args, [(tree, s) for s in systems])
         if args.json:
             empty = Layout("none", 512, (), (), (), 0)
             doc = layout_json(str(path), "directory", empty)
             doc["size_bytes"] = None
             doc["operating_systems"] = [_os_json(s, r) for s, r in zip(systems, ready, strict=True)]
+            _add_applications(doc, apps)
             print_json(doc)
             return 0
         print(f"{path}: directory (a mounted or chroot tree)")
-        for s, r in zip(systems, ready, strict=True):
-            print("\n".join(terminal_safe(line) for line in [*_os_text(s), *_ready_text(r)]))
+        for s, r, a in zip(systems, ready, apps, strict=True):
+            print("\n".join(terminal_safe(line) for line in [*_os_text(s), *_ready_text(r), *_apps_text(a)]))
         if not systems:
             print("  no operating system found (no /etc with release files)")
         return 0
@@ -210,14 +256,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         roots = find_roots(source, layout)
         systems = [s for _, _, s in roots]
         ready = [_readiness(t, s, tuple(layout.filesystems)) for _, t, s in roots]
+        apps = _applications(args, [(t, s) for _, t, s in roots])
         if args.json:
             doc = layout_json(str(path), source.kind, layout)
             doc["operating_systems"] = [_os_json(s, r) for s, r in zip(systems, ready, strict=True)]
+            _add_applications(doc, apps)
             print_json(doc)
             return 0
         lines = layout_text(str(path), source.kind, layout)
-    for s, r in zip(systems, ready, strict=True):
-        lines.extend([*_os_text(s), *_ready_text(r)])
+    for s, r, a in zip(systems, ready, apps, strict=True):
+        lines.extend([*_os_text(s), *_ready_text(r), *_apps_text(a)])
     # Labels, names and release text come from the image: shown with their control characters escaped.
     print("\n".join(terminal_safe(line) for line in lines))
     return 0

@@ -424,6 +424,12 @@ def _add_image(sub: argparse._SubParsersAction[argparse.ArgumentParser], only: s
     )
     p.add_argument("-a", "--all", action="store_true", help="every guest of the host (running ones read as they are)")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="images read at once (default: one per idle CPU)")
+    p.add_argument(
+        "--applications",
+        action="store_true",
+        help="also list the installed packages (name, version, release, epoch, arch, source, summary) from the "
+        "guest's own dpkg, rpm, apk or pacman database; one image or directory",
+    )
     _add_json(p)
 
     p = verb("extract", "dom0.cli.image:cmd_extract", "write one partition's or LV's filesystem as a whole-disk image")
