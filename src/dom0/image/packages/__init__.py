@@ -158,16 +158,16 @@ def read_applications(tree: GuestTree, system: OperatingSystem) -> Applications:
     from dom0.image.packages import apk, dpkg, pacman, rpm
 
     readers = {
-        "deb": [("/var/lib/dpkg/status", dpkg.read)],
-        "rpm": [(path, rpm.read) for path in rpm.PATHS],
-        "apk": [("/lib/apk/db/installed", apk.read)],
-        "pacman": [("/var/lib/pacman/local", pacman.read)],
+        "deb": [("/var/lib/dpkg/status", dpkg.read, "dpkg")],
+        "rpm": [(path, rpm.read, rpm.database_of(path)) for path in rpm.PATHS],
+        "apk": [("/lib/apk/db/installed", apk.read, "apk")],
+        "pacman": [("/var/lib/pacman/local", pacman.read, "pacman")],
     }
     order = [system.package_format] if system.package_format in readers else []
     order += [fmt for fmt in readers if fmt not in order]
     notes: list[str] = []
     for fmt in order:
-        for path, reader in readers[fmt]:
+        for path, reader, database in readers[fmt]:
             try:
                 kind = "file" if fmt == "pacman" and tree.is_dir(path) else present(tree, path)
                 if kind is None:
@@ -178,7 +178,7 @@ def read_applications(tree: GuestTree, system: OperatingSystem) -> Applications:
                 found = reader(tree, path)
             except Dom0Error as exc:
                 hint = f" ({exc.hint})" if getattr(exc, "hint", "") else ""
-                found = Applications(fmt, (), (f"{path} could not be read: {exc}{hint}",))
+                found = Applications(database, (), (f"{path} could not be read: {exc}{hint}",))
             return Applications(found.database, found.apps, (*notes, *found.notes))
     if system.package_format == "ebuild":
         notes.append("Gentoo's package database (/var/db/pkg) is not read by dom0")

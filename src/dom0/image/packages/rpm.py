@@ -211,9 +211,9 @@ def _read_with_rpm(tree: GuestTree, path: str, found: Found, backend: str, what:
                 timeout=RPM_TIMEOUT,
             ).stdout
         except Dom0Error as exc:
-            found.notes.append(
-                f"{path} is {what}; the host's rpm could not read it ({exc}): the packages are not listed"
-            )
+            # The message names the private copy's directory, gone once this returns: the guest's is meant.
+            said = str(exc).replace(tmp, path.rsplit("/", 1)[0])
+            found.notes.append(f"{path} is {what}; the host's rpm could not read it ({said}): packages not listed")
             return
     for line in out.decode("utf-8", errors="replace").splitlines():
         cells = line.split("\t")
@@ -229,16 +229,18 @@ def _read_with_rpm(tree: GuestTree, path: str, found: Found, backend: str, what:
             break
 
 
+def database_of(path: str) -> str:
+    """Which of rpm's formats a database file of PATHS is."""
+    return {"rpmdb.sqlite": "rpm-sqlite", "Packages": "rpm-bdb"}.get(path.rsplit("/", 1)[1], "rpm-ndb")
+
+
 def read(tree: GuestTree, path: str) -> Applications:
     """The installed packages of an rpm database file (rpmdb.sqlite, Packages or Packages.db)."""
-    base = path.rsplit("/", 1)[1]
-    if base == "rpmdb.sqlite":
-        found = Found("rpm-sqlite")
+    found = Found(database_of(path))
+    if found.database == "rpm-sqlite":
         _read_sqlite(tree, path, found)
-    elif base == "Packages":
-        found = Found("rpm-bdb")
+    elif found.database == "rpm-bdb":
         _read_with_rpm(tree, path, found, "bdb_ro", "a Berkeley DB rpm database")
     else:
-        found = Found("rpm-ndb")
         _read_with_rpm(tree, path, found, "ndb", "an ndb rpm database (SUSE)")
     return found.result(path, "package headers")
