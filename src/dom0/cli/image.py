@@ -17,7 +17,10 @@ from dom0.image.layout import Filesystem, Layout, LogicalVolume, Partition
 if TYPE_CHECKING:
     from dom0.hypervisor import Hypervisor
     from dom0.image.extract import Plan
-    from dom0.image.survey import DiskReport, Report
+    from dom0.image.osinspect import OperatingSystem
+    from dom0.image.packages import Applications
+    from dom0.image.survey import DiskReport, Report, Unresolved
+    from dom0.image.targets import TargetImage
     from dom0.model import Progress
 
 # Below this a copy takes about a second: a progress bar would only flicker.
@@ -139,8 +142,15 @@ def _os_text(system: Any) -> list[str]:
     hint, name = system.package_hint, system.product_name
     if hint.startswith("this is ") and ": " in hint:  # "this is Fedora Core 5: use ...": the short name leads
         name, hint = hint[len("this is ") :].split(": ", 1)
-    packages = f", {system.package_format}: {hint}" if system.package_format else f", {hint}" if hint else ""
-    lines = [f"  operating system on {system.root}: {name} ({system.distro}{version}){packages}"]
+    # Debian's os-release says 12 where /etc/debian_version says 12.15: the point release names it.
+    point = system.point_release
+    if point and system.version and name.endswith(f" {system.version}") and point.startswith(f"{system.version}."):
+        name = name[: -len(system.version)] + point
+    # libosinfo's id (what virt-install --os-variant takes) and the architecture, as virt-inspector names them.
+    ident = ", ".join(x for x in (system.osinfo or f"{system.distro}{version}", system.arch) if x)
+    kinds = ", ".join(x for x in (system.package_format, system.package_management) if x)
+    packages = f", {kinds}: {hint}" if kinds else f", {hint}" if hint else ""
+    lines = [f"  operating system on {system.root}: {name} ({ident}){packages}"]
     if system.product_name != name:
         lines.append(f"    release {system.product_name}")
     if system.hostname:
@@ -213,6 +223,8 @@ def _add_applications(doc: dict[str, Any], apps: list[Any]) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     """`dom0 image inspect TARGET...`: partition table, partitions, filesystems, LVM and operating systems; a guest
     or several targets go through the survey (cmd_survey)."""
+    if args.diff:
+        return cmd_diff(args)
     refs = list(args.targets)
     if args.all or len(refs) != 1 or not (Path(refs[0]).exists() or Path(refs[0]).is_symlink() or "/" in refs[0]):
         if getattr(args, "applications", False):
@@ -450,10 +462,20 @@ def _detail_lines(r: Report) -> list[str]:
 
 
 def _surveyed(args: argparse.Namespace) -> list[Report]:
+    from dom0.image.survey import survey
+
+    items = _resolved(args, every=args.all)
+    # The connection is closed by then, before the workers fork: they get plain data and never touch libvirt.
+    return survey(items, jobs=args.jobs)
+
+
+def _resolved(args: argparse.Namespace, every: bool) -> list[TargetImage | Unresolved]:
+    """Each of args.targets (and with `every` each guest) as the disks to read; the hypervisor is asked only for
+    what is not a path, and closed before this returns."""
     import contextlib
 
     from dom0.cli.session import hypervisor
-    from dom0.image.survey import resolve_all, survey
+    from dom0.image.survey import resolve_all
 
     with contextlib.ExitStack() as stack:
         opened: list[Hypervisor] = []
@@ -464,9 +486,7 @@ def _surveyed(args: argparse.Namespace) -> list[Report]:
                 opened.append(stack.enter_context(hypervisor(args)))
             return opened[0]
 
-        items = resolve_all(args.targets, hv=hv, image_options=image_options(args), every=args.all)
-    # The connection is closed here, before the workers fork: they get plain data and never touch libvirt.
-    return survey(items, jobs=args.jobs)
+        return resolve_all(args.targets, hv=hv, image_options=image_options(args), every=every)
 
 
 def cmd_survey(args: argparse.Namespace) -> int:
@@ -507,3 +527,134 @@ def cmd_survey(args: argparse.Namespace) -> int:
             for note in said:
                 print(terminal_safe(f"{r.name}: {note}"))
     return 1 if any(r.error is not None for r in reports) else 0
+
+
+# --- two targets: what changed between them ------------------------------------------------------------------
+
+
+def _first_system(disk: Any, backing_dirs: tuple[str, ...]) -> tuple[OperatingSystem, Applications] | None:
+    """The first operating system on one disk (or directory) and its installed packages, read while it is open."""
+    from dom0.image.osinspect import find_roots, inspect_tree
+    from dom0.image.packages import read_applications
+
+    if disk.format == "directory":
+        from dom0.image.tree import DirectoryTree
+
+        directory = DirectoryTree(disk.path)
+        system = inspect_tree(directory)
+        return None if system is None else (system, read_applications(directory, system))
+    from dom0.image.layout import scan
+    from dom0.image.source import open_image
+
+    with open_image(disk.path, format=disk.format, backing_dirs=backing_dirs) as source:
+        for _, tree, system in find_roots(source, scan(source)):
+            return system, read_applications(tree, system)
+    return None
+
+
+def _diff_side(item: TargetImage | Unresolved) -> tuple[OperatingSystem, Applications, list[str]]:
+    """One side of --diff: its first operating system, its packages, and notes; Dom0Error when there is none."""
+    from dom0.errors import Dom0Error
+    from dom0.image.survey import RUNNING_NOTE, Unresolved
+
+    if isinstance(item, Unresolved):
+        # A path's reason names the path already; a guest's may not name the guest.
+        error = item.error if item.ref in item.error else f"{item.ref}: {item.error}"
+        raise Dom0Error(error, item.hint or "dom0 image inspect DISK-PATH shows what it holds")
+    notes = list(item.notes)
+    if item.guest is not None and item.guest.state not in ("shutoff", "nostate"):
+        notes.append(RUNNING_NOTE)
+    for disk in item.disks:
+        try:
+            found = _first_system(disk, item.backing_dirs)
+        except Dom0Error as exc:
+            raise Dom0Error(f"{item.ref}: {exc.message}", exc.hint) from exc
+        # A crafted disk can upset the filesystem readers in ways of their own: one line, as the survey says it.
+        except Exception as exc:
+            raise Dom0Error(
+                f"{item.ref}: could not be read: {type(exc).__name__}: {exc}",
+                f"dom0 image inspect {item.ref} shows what dom0 can read of it",
+            ) from exc
+        if found is not None:
+            system, apps = found
+            if apps.database is None:
+                raise Dom0Error(
+                    f"{item.ref}: no package database found in {system.product_name}",
+                    "; ".join(apps.notes) or "dpkg, rpm, apk and pacman databases are read",
+                )
+            return system, apps, [*notes, *apps.notes]
+    raise Dom0Error(f"{item.ref}: no operating system found", f"dom0 image inspect {item.ref} shows what it holds")
+
+
+def _diff_text(refs: list[str], sides: list[Any], diff: Any, facts: Any) -> list[str]:
+    from dom0.image.packages.diff import full_version
+
+    (old, old_apps, _), (new, new_apps, _) = sides
+    lines = [
+        f"{refs[0]} -> {refs[1]}: {len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed, "
+        f"{diff.unchanged} the same ({old_apps.database} {len(old_apps.apps)} -> {new_apps.database} "
+        f"{len(new_apps.apps)} packages)"
+    ]
+    if facts:
+        lines.append("  " + ", ".join(f"{f.fact} {f.old or '-'} -> {f.new or '-'}" for f in facts))
+    elif old.product_name == new.product_name:
+        lines.append(f"  both {old.product_name}")
+
+    # Debian's multiarch may install one name for two architectures (libc6:amd64 and libc6:i386): where a side
+    # has a name twice, that name is shown with its architecture, as dpkg -l shows it.
+    twice = {a.name for apps in (old_apps.apps, new_apps.apps) for a in apps if sum(b.name == a.name for b in apps) > 1}
+
+    def named(apps: tuple[Any, ...]) -> list[str]:
+        return [f"{a.name}:{a.arch}" if a.name in twice else a.name for a in apps]
+
+    lines.extend(f"+ {n} {full_version(a)}" for n, a in zip(named(diff.added), diff.added, strict=True))
+    lines.extend(f"- {n} {full_version(a)}" for n, a in zip(named(diff.removed), diff.removed, strict=True))
+    for c in diff.changed:
+        old_v, new_v = full_version(c.old), full_version(c.new)
+        if c.old.arch != c.new.arch:
+            old_v, new_v = f"{old_v} ({c.old.arch})", f"{new_v} ({c.new.arch})"
+        lines.append(f"~ {c.name} {old_v} -> {new_v}")
+    return lines
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """`dom0 image inspect --diff A B`: packages added, removed and changed from A to B (images, directories or
+    guests), and the operating system's facts that differ."""
+    from dom0.errors import UsageError
+    from dom0.image.packages import applications_json
+    from dom0.image.packages.diff import diff_applications, diff_facts
+
+    refs = list(args.targets)
+    if args.all or len(refs) != 2:
+        raise UsageError(
+            f"--diff compares two targets, A and B (got {'--all' if args.all else len(refs)})",
+            "e.g. dom0 image inspect --diff web.img web-clone.img (images, directories or guest names)",
+        )
+    sides = [_diff_side(item) for item in _resolved(args, every=False)]
+    (old, old_apps, old_notes), (new, new_apps, new_notes) = sides
+    diff = diff_applications(old_apps, new_apps)
+    facts = diff_facts(old, new)
+    notes = [f"{refs[0]}: {n}" for n in old_notes] + [f"{refs[1]}: {n}" for n in new_notes]
+    if old_apps.database != new_apps.database:
+        notes.append(
+            f"{refs[0]} has a {old_apps.database} database and {refs[1]} {new_apps.database}: no package "
+            "is common to both"
+        )
+    if args.json:
+        doc = {
+            "old": {"target": refs[0], **_side_json(old), "database": applications_json(old_apps)["database"]},
+            "new": {"target": refs[1], **_side_json(new), "database": applications_json(new_apps)["database"]},
+            "facts": [{"fact": f.fact, "old": f.old, "new": f.new} for f in facts],
+            "packages": diff.to_json(),
+            "notes": notes,
+        }
+        print_json(doc)
+        return 0
+    lines = _diff_text(refs, sides, diff, facts) + [f"  note: {n}" for n in notes]
+    # Names and versions come from the images' own databases: shown with their control characters escaped.
+    print("\n".join(terminal_safe(line) for line in lines))
+    return 0
+
+
+def _side_json(system: OperatingSystem) -> dict[str, Any]:
+    return {"os": system.product_name, "distro": system.distro, "version": system.version, "root": system.root}

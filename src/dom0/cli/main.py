@@ -430,6 +430,11 @@ def _add_image(sub: argparse._SubParsersAction[argparse.ArgumentParser], only: s
         help="also list the installed packages (name, version, release, epoch, arch, source, summary) from the "
         "guest's own dpkg, rpm, apk or pacman database; one image or directory",
     )
+    p.add_argument(
+        "--diff",
+        action="store_true",
+        help="two targets A B (images, directories or guests): packages added, removed and changed from A to B",
+    )
     _add_json(p)
 
     p = verb("extract", "dom0.cli.image:cmd_extract", "write one partition's or LV's filesystem as a whole-disk image")
