@@ -96,7 +96,7 @@ def test_a_guest_name_on_one_side(images: tuple[Path, Path], tmp_path: Path) -> 
     assert done.out.splitlines()[1:] == EXPECTED_LINES
     missing = dom0("-c", uri, "image", "inspect", "--diff", "web9", str(b))
     assert missing.rc == 1
-    assert missing.err.startswith("dom0: error: web9: ")
+    assert missing.err.startswith("dom0: error: web9 is neither an image file nor a guest")
     assert "Traceback" not in missing.err
 
 
