@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 KERNEL_BYTES = b"MZ\x00dummy kernel image "
 INITRD_BYTES = b"070701dummy initrd "
@@ -74,6 +74,32 @@ class OSTree:
                 path.unlink()
             os.symlink(target, path)
         return root
+
+
+# e_machine, ELF class and byte order of the architectures the trees below are built for.
+_ELF_MACHINES = {
+    "i386": (3, 32, True), "x86_64": (62, 64, True), "aarch64": (183, 64, True), "ppc64": (21, 64, False),
+    "ppc64le": (21, 64, True), "s390x": (22, 64, False), "riscv64": (243, 64, True), "arm": (40, 32, True),
+}  # fmt: skip
+
+
+def elf_header(arch: str, *, e_type: int = 3) -> bytes:
+    """The first 64 bytes of an ELF executable (a PIE: ET_DYN) for `arch`, as `file` and libguestfs read them."""
+    machine, bits, little = _ELF_MACHINES[arch]
+    order: Literal["little", "big"] = "little" if little else "big"
+    ident = b"\x7fELF" + bytes([1 if bits == 32 else 2, 1 if little else 2, 1, 0]) + bytes(8)
+    head = ident + e_type.to_bytes(2, order) + machine.to_bytes(2, order) + (1).to_bytes(4, order)
+    return head.ljust(64, b"\0")
+
+
+def _facts(  # noqa: PLR0917 (a table row: positional on purpose)
+    arch: str | None, major: int | None, minor: int | None, point: str | None, osinfo: str | None, tool: str | None
+) -> dict[str, Any]:
+    """The facts virt-inspector reports too: arch, major/minor version, point release, osinfo, package management."""
+    return {
+        "arch": arch, "major_version": major, "minor_version": minor, "point_release": point, "osinfo": osinfo,
+        "package_management": tool,
+    }  # fmt: skip
 
 
 def _boot(*pairs: tuple[str, str | None]) -> dict[str, str | bytes]:
@@ -145,6 +171,7 @@ def debian4() -> OSTree:
             "/dev/sda2       none            swap    sw              0       0\n",
             "/etc/inittab": _INITTAB_PLAIN,
             "/etc/modprobe.d/arch-aliases": "alias eth0 tg3\nalias scsi_hostadapter ata_piix\n",
+            "/bin/bash": elf_header("i386"),
             **_boot(("vmlinuz-2.6.18-6-686", "initrd.img-2.6.18-6-686"), ("vmlinuz-2.6.18-4-686", None)),
         },
         expected=_expect(
@@ -153,7 +180,7 @@ def debian4() -> OSTree:
             _kernels(("2.6.18-6-686", "vmlinuz-2.6.18-6-686", "initrd.img-2.6.18-6-686"),
                      ("2.6.18-4-686", "vmlinuz-2.6.18-4-686", None)),
             ["tty1", "tty2"], None, {"eth0": "tg3"},
-        ),
+        ) | _facts("i386", 4, 0, "4.0", "debian4", "apt"),
     )  # fmt: skip
 
 
@@ -174,12 +201,13 @@ def debian12() -> OSTree:
             "/var/lib/dpkg/status": "Package: base-files\nEssential: yes\nStatus: install ok installed\n"
             "Priority: required\nSection: admin\nInstalled-Size: 341\nMaintainer: Santiago Vila <sanvila@debian.org>\n"
             "Architecture: amd64\nVersion: 12.4+deb12u5\nDescription: Debian base system miscellaneous files\n\n",
+            "/bin/dash": elf_header("x86_64"),
             **_boot(
                 ("vmlinuz-6.1.0-9-amd64", "initrd.img-6.1.0-9-amd64"),
                 ("vmlinuz-6.1.0-10-amd64", "initrd.img-6.1.0-10-amd64"),
             ),
         },
-        links={"/etc/os-release": "/usr/lib/os-release", "/sbin": "usr/sbin"},
+        links={"/bin/sh": "dash", "/etc/os-release": "/usr/lib/os-release", "/sbin": "usr/sbin"},
         expected=_expect(
             "debian", "12", "Debian GNU/Linux 12 (bookworm)", "deb", ["dpkg", "apt-get", "apt"],
             "this is Debian 12: use dpkg/apt-get/apt, not rpm/yum", "bookworm-vm",
@@ -187,7 +215,7 @@ def debian12() -> OSTree:
             _kernels(("6.1.0-10-amd64", "vmlinuz-6.1.0-10-amd64", "initrd.img-6.1.0-10-amd64"),
                      ("6.1.0-9-amd64", "vmlinuz-6.1.0-9-amd64", "initrd.img-6.1.0-9-amd64")),
             ["tty1", "hvc0"], None, {},
-        ),
+        ) | _facts("x86_64", 12, 5, "12.5", "debian12", "apt"),
     )  # fmt: skip
 
 
@@ -214,7 +242,7 @@ def ubuntu8() -> OSTree:
             _kernels(("2.6.24-28-xen", "vmlinuz-2.6.24-28-xen", "initrd.img-2.6.24-28-xen"),
                      ("2.6.24-19-xen", "vmlinuz-2.6.24-19-xen", "initrd.img-2.6.24-19-xen")),
             ["hvc0"], ["console", "tty1", "tty2"], {},
-        ),
+        ) | _facts(None, 8, 4, "8.04.4", "ubuntu8.04", "apt"),
     )  # fmt: skip
 
 
@@ -235,17 +263,18 @@ def ubuntu22() -> OSTree:
             "/etc/hostname": "jammy\n",
             "/etc/fstab": "LABEL=cloudimg-rootfs\t/\t ext4\tdiscard,errors=remount-ro\t0 1\n",
             "/etc/systemd/system/getty.target.wants/getty@tty1.service": "",
+            "/usr/bin/bash": elf_header("aarch64"),
             **_boot(("vmlinuz-5.15.0-91-generic", "initrd.img-5.15.0-91-generic"),
                     ("vmlinuz-5.15.0-100-generic", "initrd.img-5.15.0-100-generic")),
         },
-        links={"/etc/os-release": "../usr/lib/os-release"},
+        links={"/bin/bash": "/usr/bin/bash", "/etc/os-release": "../usr/lib/os-release"},
         expected=_expect(
             "ubuntu", "22.04", "Ubuntu 22.04.3 LTS", "deb", ["dpkg", "apt-get", "apt"],
             "this is Ubuntu 22.04: use dpkg/apt-get/apt, not rpm/yum", "jammy", {"/": "LABEL=cloudimg-rootfs"},
             _kernels(("5.15.0-100-generic", "vmlinuz-5.15.0-100-generic", "initrd.img-5.15.0-100-generic"),
                      ("5.15.0-91-generic", "vmlinuz-5.15.0-91-generic", "initrd.img-5.15.0-91-generic")),
             ["tty1"], None, {},
-        ),
+        ) | _facts("aarch64", 22, 4, "22.04.3", "ubuntu22.04", "apt"),
     )  # fmt: skip
 
 
@@ -268,6 +297,7 @@ def fedora_core5() -> OSTree:
             "/etc/inittab": _INITTAB_RH_PLAIN,
             "/etc/securetty": "console\nvc/1\ntty1\ntty2\n",
             "/etc/modprobe.conf": "alias eth0 tg3\nalias scsi_hostadapter ata_piix\n",
+            "/bin/bash": elf_header("i386"),
             **_boot(("vmlinuz-2.6.15-1.2054_FC5", "initrd-2.6.15-1.2054_FC5.img"),
                     ("vmlinuz-2.6.20-1.2320.fc5", "initrd-2.6.20-1.2320.fc5.img")),
         },
@@ -278,7 +308,7 @@ def fedora_core5() -> OSTree:
             _kernels(("2.6.20-1.2320.fc5", "vmlinuz-2.6.20-1.2320.fc5", "initrd-2.6.20-1.2320.fc5.img"),
                      ("2.6.15-1.2054_FC5", "vmlinuz-2.6.15-1.2054_FC5", "initrd-2.6.15-1.2054_FC5.img")),
             ["tty1", "tty2"], ["console", "vc/1", "tty1", "tty2"], {"eth0": "tg3"},
-        ),
+        ) | _facts("i386", 5, 0, "5", "fedora5", "yum"),
     )  # fmt: skip
 
 
@@ -304,11 +334,14 @@ def fedora39() -> OSTree:
             "/etc/fstab": "UUID=7e3b1c2a-9d8f-4e6a-b5c4-3a2f1e0d9c8b /     xfs   defaults   0 0\n"
             "UUID=1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d /boot ext4  defaults   1 2\n",
             "/etc/systemd/system/getty.target.wants/getty@tty1.service": "",
+            "/usr/bin/bash": elf_header("x86_64"),
+            "/usr/bin/dnf-3": "#!/usr/bin/python3\n",
             **_boot(("vmlinuz-6.5.6-300.fc39.x86_64", "initramfs-6.5.6-300.fc39.x86_64.img"),
                     ("vmlinuz-6.6.9-200.fc39.x86_64", "initramfs-6.6.9-200.fc39.x86_64.img"),
                     (f"vmlinuz-{rescue}", f"initramfs-{rescue}.img")),
         },
-        links={"/etc/os-release": "../usr/lib/os-release", "/etc/redhat-release": "fedora-release"},
+        links={"/bin/sh": "../usr/bin/bash", "/usr/bin/dnf": "dnf-3", "/etc/os-release": "../usr/lib/os-release",
+               "/etc/redhat-release": "fedora-release"},
         expected=_expect(
             "fedora", "39", "Fedora Linux 39 (Server Edition)", "rpm", ["rpm", "dnf"],
             "this is Fedora 39: use rpm/dnf, not dpkg/apt-get", "f39.example.org",
@@ -317,7 +350,7 @@ def fedora39() -> OSTree:
                      ("6.5.6-300.fc39.x86_64", "vmlinuz-6.5.6-300.fc39.x86_64", "initramfs-6.5.6-300.fc39.x86_64.img"),
                      (rescue, f"vmlinuz-{rescue}", f"initramfs-{rescue}.img")),
             ["tty1"], None, {},
-        ),
+        ) | _facts("x86_64", 39, 0, "39", "fedora39", "dnf"),
     )  # fmt: skip
 
 
@@ -335,6 +368,7 @@ def centos53() -> OSTree:
             "/etc/inittab": _INITTAB_RH_XVC0,
             "/etc/securetty": "console\nvc/1\ntty1\ntty2\nxvc0\n",
             "/etc/modprobe.conf": "alias eth0 xennet\nalias scsi_hostadapter xenblk\n",
+            "/bin/bash": elf_header("i386"),
             **_boot(("vmlinuz-2.6.18-92.el5xen", "initrd-2.6.18-92.el5xen.img"),
                     ("vmlinuz-2.6.18-128.el5xen", "initrd-2.6.18-128.el5xen.img")),
         },
@@ -345,7 +379,7 @@ def centos53() -> OSTree:
             _kernels(("2.6.18-128.el5xen", "vmlinuz-2.6.18-128.el5xen", "initrd-2.6.18-128.el5xen.img"),
                      ("2.6.18-92.el5xen", "vmlinuz-2.6.18-92.el5xen", "initrd-2.6.18-92.el5xen.img")),
             ["xvc0", "tty1", "tty2"], ["console", "vc/1", "tty1", "tty2", "xvc0"], {"eth0": "xennet"},
-        ),
+        ) | _facts("i386", 5, 3, "5.3", "centos5.3", "yum"),
     )  # fmt: skip
 
 
@@ -359,6 +393,7 @@ def rhel54() -> OSTree:
             "/etc/fstab": "LABEL=/1                /                       ext3    defaults        1 1\n",
             "/etc/inittab": _INITTAB_RH_PLAIN,
             "/etc/modprobe.conf": "alias eth0 e1000\nalias eth1 bnx2\n",
+            "/bin/bash": elf_header("ppc64"),
             **_boot(("vmlinuz-2.6.18-164.el5", "initrd-2.6.18-164.el5.img")),
         },
         expected=_expect(
@@ -367,7 +402,7 @@ def rhel54() -> OSTree:
             {"/": "LABEL=/1"},
             _kernels(("2.6.18-164.el5", "vmlinuz-2.6.18-164.el5", "initrd-2.6.18-164.el5.img")),
             ["tty1", "tty2"], None, {"eth0": "e1000", "eth1": "bnx2"},
-        ),
+        ) | _facts("ppc64", 5, 4, "5.4", "rhel5.4", "yum"),
     )  # fmt: skip
 
 
@@ -390,10 +425,12 @@ def rocky9() -> OSTree:
             "/etc/fstab": "/dev/mapper/rl-root     /                       xfs     defaults        0 0\n"
             "UUID=9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b /boot                   xfs     defaults        0 0\n"
             "/dev/mapper/rl-swap     none                    swap    defaults        0 0\n",
+            "/usr/bin/bash": elf_header("x86_64"),
             **_boot(("vmlinuz-5.14.0-362.8.1.el9_3.x86_64", "initramfs-5.14.0-362.8.1.el9_3.x86_64.img"),
                     ("vmlinuz-5.14.0-362.13.1.el9_3.x86_64", "initramfs-5.14.0-362.13.1.el9_3.x86_64.img")),
         },
         links={
+            "/bin/bash": "../usr/bin/bash",
             "/etc/os-release": "../usr/lib/os-release",
             "/etc/redhat-release": "rocky-release",
             "/etc/system-release": "rocky-release",
@@ -407,7 +444,7 @@ def rocky9() -> OSTree:
                      ("5.14.0-362.8.1.el9_3.x86_64", "vmlinuz-5.14.0-362.8.1.el9_3.x86_64",
                       "initramfs-5.14.0-362.8.1.el9_3.x86_64.img")),
             [], None, {},
-        ),
+        ) | _facts("x86_64", 9, 3, "9.3", "rocky9", "dnf"),
     )  # fmt: skip
 
 
@@ -425,6 +462,7 @@ def sles10() -> OSTree:
             "1:2345:respawn:/sbin/mingetty --noclear tty1\n"
             "x0:12345:respawn:/sbin/agetty -L 9600 xvc0 xterm\n",
             "/etc/securetty": "console\ntty1\ntty2\n",
+            "/bin/bash": elf_header("x86_64"),
             **_boot(("vmlinuz-2.6.16.60-0.21-xen", "initrd-2.6.16.60-0.21-xen")),
         },
         links={"/boot/vmlinuz-xen": "vmlinuz-2.6.16.60-0.21-xen", "/boot/initrd-xen": "initrd-2.6.16.60-0.21-xen"},
@@ -434,7 +472,7 @@ def sles10() -> OSTree:
             {"/": "/dev/xvda2"},
             _kernels(("2.6.16.60-0.21-xen", "vmlinuz-2.6.16.60-0.21-xen", "initrd-2.6.16.60-0.21-xen")),
             ["tty1", "xvc0"], ["console", "tty1", "tty2"], {},
-        ),
+        ) | _facts("x86_64", 10, 2, "10.2", "sles10sp2", "zypper"),
     )  # fmt: skip
 
 
@@ -447,6 +485,7 @@ def opensuse111() -> OSTree:
             "/etc/HOSTNAME": "linux-abcd.site\n",
             "/etc/fstab": "/dev/disk/by-id/ata-QEMU_HARDDISK_QM00001-part2 / ext3 acl,user_xattr 1 1\n",
             "/etc/inittab": "1:2345:respawn:/sbin/mingetty --noclear tty1\n",
+            "/bin/bash": elf_header("x86_64"),
             **_boot(("vmlinuz-2.6.27.7-9-default", "initrd-2.6.27.7-9-default")),
         },
         expected=_expect(
@@ -455,7 +494,7 @@ def opensuse111() -> OSTree:
             {"/": "/dev/disk/by-id/ata-QEMU_HARDDISK_QM00001-part2"},
             _kernels(("2.6.27.7-9-default", "vmlinuz-2.6.27.7-9-default", "initrd-2.6.27.7-9-default")),
             ["tty1"], None, {},
-        ),
+        ) | _facts("x86_64", 11, 1, "11.1", "opensuse11.1", "zypper"),
     )  # fmt: skip
 
 
@@ -469,6 +508,7 @@ def opensuse_leap42() -> OSTree:
             "# Please check /etc/os-release for details about this release.\n",
             "/etc/HOSTNAME": "leap42\n",
             "/etc/fstab": "UUID=5c1f2e3d-4b5a-4968-8776-a5b4c3d2e1f0 / btrfs defaults 0 0\n",
+            "/bin/bash": elf_header("ppc64le"),
             **_boot(("vmlinuz-4.4.76-1-default", "initrd-4.4.76-1-default")),
         },
         expected=_expect(
@@ -477,7 +517,7 @@ def opensuse_leap42() -> OSTree:
             {"/": "UUID=5c1f2e3d-4b5a-4968-8776-a5b4c3d2e1f0"},
             _kernels(("4.4.76-1-default", "vmlinuz-4.4.76-1-default", "initrd-4.4.76-1-default")),
             [], None, {},
-        ),
+        ) | _facts("ppc64le", 42, 3, "42.3", "opensuse42.3", "zypper"),
     )  # fmt: skip
 
 
@@ -497,16 +537,17 @@ def alpine() -> OSTree:
             "hvc0::respawn:/sbin/getty -L 0 hvc0 vt100\n",
             "/etc/securetty": "console\ntty1\nhvc0\n",
             "/lib/modules/6.6.14-0-virt/modules.dep": "",
+            "/bin/busybox": elf_header("x86_64"),
             **_boot(("vmlinuz-virt", "initramfs-virt")),
         },
-        links={"/etc/os-release": "../usr/lib/os-release"},
+        links={"/bin/sh": "/bin/busybox", "/etc/os-release": "../usr/lib/os-release"},
         expected=_expect(
             "alpine", "3.19.1", "Alpine Linux v3.19", "apk", ["apk"],
             "this is Alpine Linux 3.19.1: use apk, not apt-get/yum", "alpine-guest",
             {"/": "UUID=d1e2f3a4-b5c6-4d7e-8f90-a1b2c3d4e5f6", "/boot": "UUID=a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"},
             _kernels(("6.6.14-0-virt", "vmlinuz-virt", "initramfs-virt")),
             ["tty1", "hvc0"], ["console", "tty1", "hvc0"], {},
-        ),
+        ) | _facts("x86_64", 3, 19, "3.19.1", "alpinelinux3.19", "apk"),
     )  # fmt: skip
 
 
@@ -524,6 +565,7 @@ def arch() -> OSTree:
             "/etc/hostname": "archie\n",
             "/etc/fstab": "# /dev/vda2\nUUID=f0e1d2c3-b4a5-4697-8879-6a5b4c3d2e1f\t/\text4\trw,relatime\t0 1\n",
             "/usr/lib/modules/6.7.4-arch1-1/pkgbase": "linux\n",
+            "/usr/bin/env": elf_header("x86_64"),
             **_boot(("vmlinuz-linux", "initramfs-linux.img")),
             "/boot/initramfs-linux-fallback.img": INITRD_BYTES,
         },
@@ -534,7 +576,7 @@ def arch() -> OSTree:
             {"/": "UUID=f0e1d2c3-b4a5-4697-8879-6a5b4c3d2e1f"},
             _kernels(("6.7.4-arch1-1", "vmlinuz-linux", "initramfs-linux.img")),
             [], None, {},
-        ),
+        ) | _facts("x86_64", 0, 0, None, "archlinux", "pacman"),
     )  # fmt: skip
 
 
@@ -550,6 +592,7 @@ def gentoo() -> OSTree:
             "/etc/inittab": "c1:12345:respawn:/sbin/agetty 38400 tty1 linux\n"
             "h0:12345:respawn:/sbin/agetty 9600 hvc0 screen\n",
             "/etc/modules.autoload.d/kernel-2.6": "# nothing\n",
+            "/bin/bash": elf_header("x86_64"),
             **_boot(("kernel-genkernel-x86_64-2.6.24-gentoo-r8", "initramfs-genkernel-x86_64-2.6.24-gentoo-r8"),
                     ("kernel-genkernel-x86_64-2.6.24-gentoo-r10", "initramfs-genkernel-x86_64-2.6.24-gentoo-r10")),
         },
@@ -562,7 +605,7 @@ def gentoo() -> OSTree:
                      ("2.6.24-gentoo-r8", "kernel-genkernel-x86_64-2.6.24-gentoo-r8",
                       "initramfs-genkernel-x86_64-2.6.24-gentoo-r8")),
             ["tty1", "hvc0"], None, {},
-        ),
+        ) | _facts("x86_64", 1, 12, "1.12.11.1", "gentoo", "portage"),
     )  # fmt: skip
 
 

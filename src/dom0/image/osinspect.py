@@ -118,6 +118,13 @@ class OperatingSystem:
     network: Network
     fstab: tuple[FstabEntry, ...] = field(default=(), repr=False)
     notes: tuple[str, ...] = ()
+    # What virt-inspector reports besides (see image/osfacts.py): "x86_64"; 12 and 15 for "12.15"; "debian12"; "apt".
+    arch: str | None = None
+    major_version: int | None = None
+    minor_version: int | None = None
+    point_release: str | None = None
+    osinfo: str | None = None
+    package_management: str | None = None
 
     @property
     def root_device(self) -> str | None:
@@ -140,6 +147,12 @@ class OperatingSystem:
             "console": self.console.to_json(),
             "network": self.network.to_json(),
             "notes": list(self.notes),
+            "arch": self.arch,
+            "major_version": self.major_version,
+            "minor_version": self.minor_version,
+            "point_release": self.point_release,
+            "osinfo": self.osinfo,
+            "package_management": self.package_management,
         }
 
 
@@ -155,7 +168,8 @@ def _read(tree: GuestTree, path: str) -> str | None:
         return None
 
 
-def _first_line(text: str | None) -> str:
+def first_line(text: str | None) -> str:
+    """The first non-blank line of a release file, stripped; "" when there is none."""
     for line in (text or "").splitlines():
         if line.strip():
             return line.strip()
@@ -213,7 +227,7 @@ def _from_redhat_release(line: str) -> tuple[str, str | None] | None:
 
 
 def _from_suse_release(text: str) -> tuple[str, str | None, str]:
-    product = _first_line(text)
+    product = first_line(text)
     keys = parse_keyvals(text)
     version = keys.get("VERSION")
     patchlevel = keys.get("PATCHLEVEL")
@@ -226,13 +240,25 @@ def _from_suse_release(text: str) -> tuple[str, str | None, str]:
         distro = "sled"
     else:
         # openSUSE Leap 42.x still shipped SuSE-release; earlier openSUSE (and "SUSE LINUX 10.0") had no Leap.
-        major = int(version.split(".")[0]) if version and version.split(".")[0].isdigit() else 0
+        major = _major(version) or 0
         distro = "opensuse-leap" if major >= 42 else "opensuse"
     return distro, version, product
 
 
+# Release numbers are short ("12.15", "2.6.32", "20240101"); a longer one is a damaged or hostile release file, and
+# every reader after this one (package hints, adapt's kernel choice) would otherwise have to guard against it.
+_MAX_VERSION = 32
+
+
 def detect_distro(tree: GuestTree) -> tuple[str, str | None, str] | None:
     """(distro ID, version, product name) from os-release or the older release files; None if none is there."""
+    found = _detect_distro(tree)
+    if found is not None and found[1] is not None and len(found[1]) > _MAX_VERSION:
+        return found[0], None, found[2]
+    return found
+
+
+def _detect_distro(tree: GuestTree) -> tuple[str, str | None, str] | None:
     for path in ("/etc/os-release", "/usr/lib/os-release"):
         text = _read(tree, path)
         if text:
@@ -248,23 +274,23 @@ def detect_distro(tree: GuestTree) -> tuple[str, str | None, str] | None:
         version = lsb.get("DISTRIB_RELEASE") or None
         return distro, version, lsb.get("DISTRIB_DESCRIPTION") or f"{lsb['DISTRIB_ID']} {version or ''}".strip()
     for path in ("/etc/fedora-release", "/etc/redhat-release"):
-        line = _first_line(_read(tree, path))
+        line = first_line(_read(tree, path))
         found = _from_redhat_release(line) if line else None
         if found:
             return found[0], found[1], line
     suse = _read(tree, "/etc/SuSE-release")
     if suse:
         return _from_suse_release(suse)
-    line = _first_line(_read(tree, "/etc/gentoo-release"))
+    line = first_line(_read(tree, "/etc/gentoo-release"))
     if line:
         m = re.search(r"release\s+(\S+)", line)
         return "gentoo", m.group(1) if m else None, line
-    line = _first_line(_read(tree, "/etc/alpine-release"))
+    line = first_line(_read(tree, "/etc/alpine-release"))
     if line:
         return "alpine", line, f"Alpine Linux {line}"
     if tree.is_file("/etc/arch-release"):
         return "arch", None, "Arch Linux"
-    line = _first_line(_read(tree, "/etc/debian_version"))
+    line = first_line(_read(tree, "/etc/debian_version"))
     if line:
         return "debian", line, f"Debian GNU/Linux {line}"
     return None
@@ -292,7 +318,8 @@ _HUMAN = {
 
 
 def _major(version: str | None) -> int | None:
-    m = re.match(r"(\d+)", version or "")
+    # At most 9 digits: a hostile release file's 60000-digit "version" is no number (nor a 60000-digit int).
+    m = re.match(r"(\d{1,9})(?!\d)", version or "")
     return int(m.group(1)) if m else None
 
 
@@ -532,6 +559,9 @@ def inspect_tree(
     kernels = find_kernels(tree)
     console = detect_console(tree)
     network = detect_network(tree)
+    from dom0.image.osfacts import os_facts  # it builds on this module's readers
+
+    facts = os_facts(tree, distro, fmt, lambda path: _read(tree, path))
     too_large: dict[str, int] = getattr(tree, "too_large", {})
     notes = tuple(
         f"{path} not read: {humanize.size(size)}, more than the {humanize.size(MAX_CONFIG_READ)} a config file "
@@ -553,6 +583,12 @@ def inspect_tree(
         network=network,
         fstab=fstab,
         notes=notes,
+        arch=facts.arch,
+        major_version=facts.major_version,
+        minor_version=facts.minor_version,
+        point_release=facts.point_release,
+        osinfo=facts.osinfo,
+        package_management=facts.package_management,
     )
 
 

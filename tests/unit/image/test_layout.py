@@ -316,7 +316,8 @@ def test_inspect_names_the_operating_system_on_the_seed_layout(tmp_path: Path) -
     assert dom0("image", "wrap", str(fs), "-o", str(disk), "--start-sector", "63").rc == 0
     r = dom0("image", "inspect", str(disk))
     assert r.rc == 0, r.err
-    assert "  operating system on partition 1: Fedora Core 5 (fedora 5), rpm: use rpm/yum, not dpkg/apt-get" in r.out
+    line = "  operating system on partition 1: Fedora Core 5 (fedora5), rpm, yum: use rpm/yum, not dpkg/apt-get"
+    assert line in r.out
     doc = json.loads(dom0("image", "inspect", "--json", str(disk)).out)
     (system,) = doc["operating_systems"]
     assert (system["distro"], system["version"], system["package_format"]) == ("fedora", "5", "rpm")

@@ -29,7 +29,8 @@ def _check(system: OperatingSystem | None, expected: dict[str, Any], root: str) 
     got = system.to_json()
     assert got["root"] == root
     for key in ("distro", "version", "product_name", "package_format", "package_tools", "package_hint", "hostname",
-                "mountpoints", "kernels"):  # fmt: skip
+                "mountpoints", "kernels", "arch", "major_version", "minor_version", "point_release", "osinfo",
+                "package_management"):  # fmt: skip
         assert got[key] == expected[key], key
     assert got["console"]["gettys"] == expected["console"]["gettys"]
     assert got["console"]["securetty"] == expected["console"]["securetty"]
@@ -38,7 +39,8 @@ def _check(system: OperatingSystem | None, expected: dict[str, Any], root: str) 
     assert got["network"]["driver_aliases"] == expected["network"]["driver_aliases"]
     assert set(got) == {
         "root", "distro", "version", "product_name", "package_format", "package_tools", "package_hint", "hostname",
-        "mountpoints", "kernels", "console", "network", "notes",
+        "mountpoints", "kernels", "console", "network", "notes", "arch", "major_version", "minor_version",
+        "point_release", "osinfo", "package_management",
     }  # fmt: skip
 
 
