@@ -208,3 +208,16 @@ def test_fedora_without_dnf_installed_says_yum_as_libguestfs_does(tmp_path: Path
     system = inspect_tree(DirectoryTree(spec.build(tmp_path / "f39")))
     assert system is not None
     assert system.package_management == "yum"
+
+
+def test_real_debootstrapped_debian_12() -> None:
+    """The labs' debootstrapped bookworm (read only): dash's ELF header, /etc/debian_version's point release."""
+    roots = sorted(Path("/var/cache/dom0-tests").glob("debootstrap-bookworm-*/"))
+    if not roots:
+        pytest.skip("no debootstrapped Debian 12 cached on this host (tests/data/ostrees.debootstrap_tree builds one)")
+    root = roots[0]
+    point = (root / "etc/debian_version").read_text().strip()
+    system = _inspect_json(root)
+    assert system["arch"] == "x86_64"
+    assert (system["major_version"], system["minor_version"]) == tuple(int(n) for n in point.split("."))
+    assert (system["point_release"], system["osinfo"], system["package_management"]) == (point, "debian12", "apt")
