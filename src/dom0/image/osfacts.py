@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,9 +249,9 @@ _RULE_DISTROS = {
 }  # fmt: skip
 
 OSINFO_DB = Path("/usr/share/osinfo/os")
-# osinfo-db's files are a few KiB each and a distribution has at most a few hundred; more is not a database.
+# osinfo-db's files are a few KiB each, one per release; more is not a database.
 _DB_FILE_LIMIT = 256 * 1024
-_DB_FILES_PER_DISTRO = 400
+_DB_FILES_PER_RELEASE = 16
 _DB_CACHE: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
 
 
@@ -287,22 +286,19 @@ def osinfo_rule(distro: str, major: int | None, minor: int | None) -> str | None
     return f"{name}{major}.{minor}" if major > 0 or minor > 0 else None
 
 
-def _db_entries(name: str, db: Path) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(distro, version, short ids) of the database's files named NAME-*.xml, read once per process."""
-    key = f"{db}\0{name}"
+def _db_entries(name: str, versions: tuple[str, ...], db: Path) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(distro, version, short ids) of the database's files for one release (NAME-VERSION.xml, osinfo-db's own
+    naming), read once per process: a few small files rather than the whole database on every inspect."""
+    key = f"{db}\0{name}\0{versions}"
     if key not in _DB_CACHE:
-        entries = []
+        wanted = {f"{name}-{v}.xml" for v in versions}
         try:
             vendors = sorted(e.path for e in os.scandir(db) if e.is_dir(follow_symlinks=False))
-            paths = [
-                e.path
-                for vendor in vendors
-                for e in os.scandir(vendor)
-                if e.name.startswith(f"{name}-") and e.name.endswith(".xml")
-            ]
+            paths = [e.path for vendor in vendors for e in os.scandir(vendor) if e.name in wanted]
         except OSError:
             paths = []
-        for path in sorted(paths)[:_DB_FILES_PER_DISTRO]:
+        entries = []
+        for path in sorted(paths)[:_DB_FILES_PER_RELEASE]:
             entries.extend(_db_file(path))
         _DB_CACHE[key] = entries
     return _DB_CACHE[key]
@@ -322,6 +318,8 @@ def _db_file(path: str) -> list[tuple[str, str, tuple[str, ...]]]:
         return []
     finally:
         os.close(fd)
+    import xml.etree.ElementTree as ET  # only when the host has osinfo-db and a release is looked up
+
     try:
         root = ET.fromstring(data)
     except ET.ParseError:
@@ -340,11 +338,13 @@ def osinfo_id(distro: str, major: int | None, minor: int | None, db: Path | None
     rule = osinfo_rule(distro, major, minor)
     if major is None or not db.is_dir():
         return rule
-    name = _OSINFO_DISTRO.get(distro, distro)
-    entries = _db_entries(name, db)
+    # libguestfs says oraclelinux where libosinfo says ol: the database goes by its own name.
+    name = "ol" if distro == "ol" else _OSINFO_DISTRO.get(distro, distro)
+    versions = tuple(dict.fromkeys((f"{major}.{minor or 0}", f"{major}.{minor or 0:02d}", f"{major}")))
+    entries = _db_entries(name, versions, db)
     if rule is not None and any(rule in ids for _, _, ids in entries):
         return rule
-    for version in dict.fromkeys((f"{major}.{minor or 0}", f"{major}")):
+    for version in versions:
         for entry_distro, entry_version, ids in entries:
             if entry_distro == name and entry_version == version and ids:
                 return ids[0]

@@ -183,6 +183,7 @@ def test_host_osinfo_database_when_installed() -> None:
     assert osfacts.osinfo_id("centos", 5, 3) == "centos5.3"
     assert osfacts.osinfo_id("debian", 12, 15) == "debian12"
     assert osfacts.osinfo_id("almalinux", 9, 3) == "almalinux9"
+    assert osfacts.osinfo_id("ol", 6, 5) == "ol6.5"  # libguestfs's rule alone says oraclelinux6.5
 
 
 @pytest.mark.parametrize(
