@@ -96,7 +96,8 @@ def find_arch(tree: GuestTree) -> str | None:
 _MAJOR_MINOR = re.compile(r"(?<!\d)(\d{1,9})\.(\d{1,9})(?!\d)")
 _MAJOR = re.compile(r"(?<!\d)(\d{1,9})(?!\d)")
 _POINT = re.compile(r"(?<![\w.])\d{1,9}(?:\.\d{1,9}){0,4}(?![\w.])")
-# Debian testing and unstable name the next release: "bookworm/sid" is on its way to 12.
+# Debian testing and unstable name the next release: "bookworm/sid" is on its way to 12, so 12 and 0 here. libguestfs
+# finds no number in it and reports 0 and 0 (osinfo "unknown"): the one place dom0 knowingly says more.
 _DEBIAN_CODENAMES = {
     "etch": 4, "lenny": 5, "squeeze": 6, "wheezy": 7, "jessie": 8, "stretch": 9, "buster": 10, "bullseye": 11,
     "bookworm": 12, "trixie": 13, "forky": 14, "duke": 15,
