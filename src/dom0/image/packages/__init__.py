@@ -8,144 +8,16 @@ reads, the length of each field and the number of packages, and turns what it ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from dom0 import humanize
 from dom0.errors import Dom0Error
+from dom0.image.packages.records import Application, Applications, applications_json, present
 from dom0.image.tree import GuestTree
 
 if TYPE_CHECKING:
     from dom0.image.osinspect import OperatingSystem
 
 __all__ = ["Application", "Applications", "applications_json", "read_applications"]
-
-# A Debian system with every desktop is about 4000 packages and a 10 MiB status file; an rpm sqlite database of
-# a large Fedora install is ~150 MiB. Anything past these is damaged or hostile, and is not read.
-MAX_TEXT_DB = 64 * 1024 * 1024
-MAX_RPMDB = 512 * 1024 * 1024
-MAX_PACKAGES = 100_000
-# A name, version or architecture is tens of bytes; a one-line summary a few hundred.
-MAX_FIELD = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Application:
-    """One installed package, split as virt-inspector splits it ("" / 0 where the database has none)."""
-
-    name: str
-    version: str
-    release: str
-    epoch: int
-    arch: str
-    source: str
-    summary: str
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON view."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "release": self.release,
-            "epoch": self.epoch,
-            "arch": self.arch,
-            "source": self.source,
-            "summary": self.summary,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Applications:
-    """What the guest's package database lists; `database` is None when none was found."""
-
-    database: str | None
-    apps: tuple[Application, ...]
-    notes: tuple[str, ...] = ()
-
-
-def applications_json(a: Applications) -> dict[str, Any]:
-    """The "applications" document of one operating system in `image inspect --applications --json`."""
-    return {"database": a.database, "applications": [app.to_json() for app in a.apps], "notes": list(a.notes)}
-
-
-class Found:
-    """What a reader collected: packages, notes, and how many records it skipped as broken."""
-
-    def __init__(self, database: str) -> None:
-        self.database = database
-        self.apps: list[Application] = []
-        self.notes: list[str] = []
-        self.broken = 0
-        # What was wrong with the first broken record, when the reader can say better than the generic words.
-        self.why = ""
-        self.truncated = False
-
-    def add(self, app: Application) -> bool:
-        """Keep `app`; False once MAX_PACKAGES are kept (the reader stops there)."""
-        if len(self.apps) >= MAX_PACKAGES:
-            self.truncated = True
-            return False
-        self.apps.append(app)
-        return True
-
-    def result(self, where: str, what: str = "records") -> Applications:
-        notes = list(self.notes)
-        if self.broken:
-            why = self.why or f"a missing name or version, or a field over {MAX_FIELD} bytes"
-            notes.append(f"{self.broken} {what} of {where} skipped: damaged (first: {why})" if self.why else
-                         f"{self.broken} {what} of {where} skipped: damaged ({why})")  # fmt: skip
-        if self.truncated:
-            notes.append(f"only the first {MAX_PACKAGES} packages of {where} are listed: no real system has more")
-        apps = tuple(sorted(self.apps, key=lambda a: (a.name, a.arch, a.version, a.release)))
-        return Applications(self.database, apps, tuple(notes))
-
-
-def clip(value: str) -> str | None:
-    """A single-line field's value, or None when it is longer than any real one (the record is damaged)."""
-    return value if len(value) <= MAX_FIELD else None
-
-
-def split_epoch(version: str) -> tuple[int, str]:
-    """ "1:2.3-4" -> (1, "2.3-4"); an epoch that is not a small number is left in the version."""
-    head, sep, rest = version.partition(":")
-    if sep and head.isdigit() and len(head) <= 9:
-        return int(head), rest
-    return 0, version
-
-
-def split_release(version: str) -> tuple[str, str]:
-    """ "2.3-4" -> ("2.3", "4"): the release (Debian revision, apk -rN, pacman pkgrel) follows the last hyphen."""
-    upstream, sep, release = version.rpartition("-")
-    return (upstream, release) if sep and upstream else (version, "")
-
-
-def guest_lines(tree: GuestTree, path: str, limit: int = MAX_TEXT_DB) -> Iterator[bytes]:
-    """The lines of a guest's text database, its size checked against `limit` before a byte is read."""
-    size = tree.size(path)
-    if size > limit:
-        raise Dom0Error(
-            f"{path} is {humanize.size(size)}, more than the {humanize.size(limit)} a package database can be",
-            "the image may be damaged or hostile",
-        )
-    left = size
-    with tree.open(path) as fh:
-        # Never past the size checked above, however the file grows meanwhile.
-        while left > 0:
-            line = fh.readline(left)
-            if not line:
-                return
-            left -= len(line)
-            yield line
-
-
-def present(tree: GuestTree, path: str) -> str | None:
-    """ "file" when `path` is a regular file in the guest; "other" when something else (or a symlink that leads
-    nowhere inside the guest) is there; None when nothing is."""
-    if tree.is_file(path):
-        return "file"
-    lexists = getattr(tree, "lexists", tree.exists)
-    return "other" if lexists(path) else None
 
 
 def _not_a_file(path: str) -> str:

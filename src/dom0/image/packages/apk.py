@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dom0.image.packages import Application, Applications, Found, clip, guest_lines, split_release
+from dom0.image.packages.records import Application, Applications, Found, clip, guest_lines, split_release
 from dom0.image.tree import GuestTree
 
 # P: name, V: pkgver-rN, A: arch, o: origin (the aport it was built from), T: one-line description.

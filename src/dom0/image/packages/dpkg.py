@@ -5,7 +5,7 @@ status-old is dpkg's previous copy and is never read: it lists what was installe
 
 from __future__ import annotations
 
-from dom0.image.packages import Application, Applications, Found, clip, guest_lines, split_epoch, split_release
+from dom0.image.packages.records import Application, Applications, Found, clip, guest_lines, split_epoch, split_release
 from dom0.image.tree import GuestTree
 
 _WANTED = ("Package", "Status", "Version", "Architecture", "Source", "Description")

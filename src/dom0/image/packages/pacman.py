@@ -4,7 +4,7 @@ holds "%KEY%" lines each followed by its values and a blank line."""
 from __future__ import annotations
 
 from dom0.errors import Dom0Error
-from dom0.image.packages import (
+from dom0.image.packages.records import (
     MAX_PACKAGES,
     Application,
     Applications,

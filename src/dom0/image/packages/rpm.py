@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dom0 import humanize, run
 from dom0.errors import Dom0Error
-from dom0.image.packages import MAX_FIELD, MAX_PACKAGES, MAX_RPMDB, Application, Applications, Found, clip
+from dom0.image.packages.records import MAX_FIELD, MAX_PACKAGES, MAX_RPMDB, Application, Applications, Found, clip
 from dom0.image.tree import GuestTree
 
 # Where rpm keeps its database: /var/lib/rpm, or /usr/lib/sysimage/rpm since rpm 4.16 (/var/lib/rpm then a symlink).

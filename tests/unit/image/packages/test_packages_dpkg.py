@@ -15,7 +15,7 @@ import ostrees
 import pytest
 from unitkit import dom0
 
-from dom0.image.packages import MAX_PACKAGES
+from dom0.image.packages.records import MAX_PACKAGES
 
 STANZA = (
     "Package: {name}\nStatus: install ok installed\nPriority: optional\nSection: misc\nInstalled-Size: 12\n"

@@ -19,7 +19,8 @@ from unitkit import dom0
 
 from dom0 import run
 from dom0.image.osinspect import inspect_tree
-from dom0.image.packages import MAX_PACKAGES, read_applications
+from dom0.image.packages import read_applications
+from dom0.image.packages.records import MAX_PACKAGES
 from dom0.image.tree import DirectoryTree
 
 SPEC = """\
