@@ -10,7 +10,6 @@ summary), and how many times faster dom0 is. Exit 1 when a field differs or dom0
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import statistics
@@ -33,20 +32,10 @@ DOM0 = Path(sys.executable).parent / "dom0"
 
 
 def image(tree: Path) -> Path:
-    """The packed image for this tree and recipe: reused when built before (mkfs.ext4 writes a random hash seed,
-    so a rebuilt image would have other bytes and miss virt-inspector's cached answer)."""
-    key = hashlib.sha256()
-    key.update(f"{paritykit.IMAGE_SIZE} {paritykit.BOOT_START} {paritykit.BOOT_MIB} {paritykit.ROOT_START}".encode())
-    key.update(tree.with_name(tree.name + ".complete").read_bytes())
-    for rel in ("var/lib/dpkg/status", "etc/hostname", "etc/fstab", "etc/debian_version"):
-        key.update((tree / rel).read_bytes())
-    paritykit.CACHE.mkdir(parents=True, exist_ok=True)
-    img = paritykit.CACHE / f"debian12-{key.hexdigest()[:16]}.img"
-    if not img.exists():
-        partial = img.with_suffix(".partial")
-        paritykit.pack_debian12(tree, partial)
-        os.replace(partial, img)
-    return img
+    """The packed image of this tree, built once per set of inputs and reused."""
+    return paritykit.cached_image(
+        "plain-debian12", paritykit.tree_inputs(tree), lambda out: paritykit.pack_debian12(tree, out)
+    )
 
 
 def time_dom0(img: Path) -> tuple[float, bytes, str]:

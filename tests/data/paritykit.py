@@ -21,6 +21,7 @@ import re
 import shutil
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,34 @@ def pack_debian12(tree: Path, out: Path) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def tree_inputs(tree: Path) -> list[bytes]:
+    """What a packed image of a debootstrapped root depends on: its build marker and the files inspection reads."""
+    marker = tree.with_name(tree.name + ".complete")
+    found = [marker.read_bytes() if marker.exists() else b""]
+    for rel in ("var/lib/dpkg/status", "etc/hostname", "etc/fstab", "etc/debian_version"):
+        found.append((tree / rel).read_bytes())
+    return found
+
+
+def cached_image(name: str, inputs: list[bytes], build: Callable[[Path], object], cache: Path = CACHE) -> Path:
+    """CACHE/NAME-KEY.img, built by `build(path)` once per set of inputs (and this recipe) and then reused: mkfs.ext4
+    writes a random hash seed, so a rebuilt image has other bytes and would miss virt-inspector's cached answer.
+    Images of the same name built from other inputs are removed."""
+    key = hashlib.sha256(f"{IMAGE_SIZE} {BOOT_START} {BOOT_MIB} {ROOT_START}".encode())
+    for chunk in inputs:
+        key.update(hashlib.sha256(chunk).digest())
+    cache.mkdir(parents=True, exist_ok=True)
+    img = cache / f"{name}-{key.hexdigest()[:16]}.img"
+    if not img.exists():
+        partial = img.with_suffix(".partial")
+        build(partial)
+        os.replace(partial, img)
+        for old in cache.glob(f"{name}-*.img"):
+            if old != img:
+                old.unlink()
+    return img
 
 
 def data_hash(path: Path) -> str:
