@@ -14,8 +14,11 @@ from dom0.image.packages.diff import diff_applications, diff_facts, full_version
 from dom0.image.tree import DirectoryTree
 
 
-def _system(root: Path, status: str, hostname: str, kernel: str) -> tuple[OperatingSystem, Applications]:
+def _system(
+    root: Path, status: str, hostname: str, kernel: str, release: str = "12.5"
+) -> tuple[OperatingSystem, Applications]:
     tree = ostrees.debian12().build(root)
+    (tree / "etc/debian_version").write_text(release + "\n")
     (tree / "var/lib/dpkg/status").write_text(status)
     (tree / "etc/hostname").write_text(hostname + "\n")
     for old in (tree / "boot").iterdir():
@@ -30,7 +33,7 @@ def _system(root: Path, status: str, hostname: str, kernel: str) -> tuple[Operat
 
 def test_upgraded_tree_against_its_original(tmp_path: Path) -> None:
     old, old_apps = _system(tmp_path / "a", BEFORE, "web1", "6.1.0-9-amd64")
-    new, new_apps = _system(tmp_path / "b", AFTER, "web2", "6.1.0-10-amd64")
+    new, new_apps = _system(tmp_path / "b", AFTER, "web2", "6.1.0-10-amd64", "12.9")
     diff = diff_applications(old_apps, new_apps)
     assert [(a.name, full_version(a)) for a in diff.added] == [("hello", "2.10-3")]
     assert [(a.name, a.arch, full_version(a)) for a in diff.removed] == [
@@ -48,8 +51,8 @@ def test_upgraded_tree_against_its_original(tmp_path: Path) -> None:
     facts = {f.fact: (f.old, f.new) for f in diff_facts(old, new)}
     assert facts["kernel"] == ("6.1.0-9-amd64", "6.1.0-10-amd64")
     assert facts["hostname"] == ("web1", "web2")
+    assert facts["version"] == ("12.5", "12.9")  # the point release, not os-release's "12"
     assert "distribution" not in facts
-    assert "version" not in facts
 
 
 def test_same_lists_have_nothing_to_say(tmp_path: Path) -> None:

@@ -117,8 +117,7 @@ def _order(a: Application) -> tuple[str, str]:
 
 def _release(system: OperatingSystem) -> str | None:
     """The fullest version the system states: the point release ("12.15") where it is known."""
-    point: str | None = getattr(system, "point_release", None)
-    return point or system.version
+    return system.point_release or system.version
 
 
 def diff_facts(old: OperatingSystem, new: OperatingSystem) -> tuple[FactChange, ...]:
