@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING
 
 from dom0.adapt.target import Devices
-from dom0.image.osinspect import parse_keyvals
+from dom0.image.osfacts import parse_keyvals
 
 if TYPE_CHECKING:
     from dom0.adapt.files import Draft

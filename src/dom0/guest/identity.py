@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Literal
 from dom0.errors import UsageError
 from dom0.guest import net
 from dom0.guest.net import NetConfig, Static
-from dom0.image.osinspect import OperatingSystem, parse_keyvals
+from dom0.image.osfacts import parse_keyvals
+from dom0.image.osinspect import OperatingSystem
 from dom0.image.tree import ResolvingTree
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +24,51 @@ from pathlib import Path
 from typing import Literal
 
 from dom0.errors import Dom0Error
-from dom0.image.osinspect import first_line as _first_line
-from dom0.image.osinspect import parse_keyvals as _keyvals
 from dom0.image.tree import GuestTree
 
-__all__ = ["OsFacts", "elf_arch", "find_arch", "os_facts", "osinfo_id", "package_management"]
+__all__ = [
+    "OsFacts",
+    "elf_arch",
+    "find_arch",
+    "first_line",
+    "os_facts",
+    "osinfo_id",
+    "package_management",
+    "parse_keyvals",
+]
+
+
+# --- release files' lines (shared with osinspect) ---------------------------------------------------------------
+
+
+def first_line(text: str | None) -> str:
+    """The first non-blank line of a release file, stripped; "" when there is none."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    try:
+        parts = shlex.split(value, comments=False)
+    except ValueError:
+        return value.strip("\"'")
+    return " ".join(parts) if parts else ""
+
+
+def parse_keyvals(text: str) -> dict[str, str]:
+    """KEY=value lines (os-release, lsb-release, sysconfig, SuSE-release's "KEY = value"), quotes removed."""
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        out[key.strip()] = _unquote(value)
+    return out
+
 
 # What libguestfs looks at (bash, ls, echo, rm, sh); /bin/sh first, since on Alpine it is busybox, the one binary.
 ARCH_BINARIES = ("/bin/sh", "/bin/bash", "/bin/ls", "/usr/bin/env", "/sbin/init")
@@ -139,7 +180,7 @@ def _from_os_release(read: _Read, distro: str) -> tuple[_Release | None, bool]:
         text = read(path)
         if not text:
             continue
-        keys = _keyvals(text)
+        keys = parse_keyvals(text)
         version_id = keys.get("VERSION_ID", "")
         numbers = _numbers(version_id) if version_id else None
         if numbers is None:
@@ -156,12 +197,12 @@ def _release_numbers(read: _Read, distro: str) -> _Release:
     found, final = _from_os_release(read, distro)
     if final and found is not None:
         return found
-    lsb = _keyvals(read("/etc/lsb-release") or "")
+    lsb = parse_keyvals(read("/etc/lsb-release") or "")
     if lsb.get("DISTRIB_ID") and (numbers := _numbers(lsb.get("DISTRIB_RELEASE", ""))):
         text = f"{lsb.get('DISTRIB_RELEASE', '')} {lsb.get('DISTRIB_DESCRIPTION', '')}"
         return _Release(*numbers, _point(text, numbers))
     for path in ("/etc/centos-release", "/etc/rocky-release", "/etc/redhat-release"):
-        line = _first_line(read(path))
+        line = first_line(read(path))
         m = re.search(r"release\s+(\d{1,9}(?:\.\d{1,9}){0,4})(?![\d.])", line)
         if m:
             numbers = _numbers(m.group(1)) or (0, 0)
@@ -171,7 +212,7 @@ def _release_numbers(read: _Read, distro: str) -> _Release:
                 return _Release(*numbers, f"{numbers[0]}.{numbers[1]}")
             return _Release(*numbers, m.group(1))
     if distro in ("debian", "unknown") or found is not None:
-        line = _first_line(read("/etc/debian_version"))
+        line = first_line(read("/etc/debian_version"))
         numbers = _numbers(line) if line else None
         if numbers is not None:
             return _Release(*numbers, _point(line, numbers))
@@ -182,8 +223,8 @@ def _release_numbers(read: _Read, distro: str) -> _Release:
         return found
     suse = read("/etc/SuSE-release")
     if suse:
-        keys = _keyvals(suse)
-        numbers = _numbers(keys.get("VERSION", "")) or _numbers(_first_line(suse))
+        keys = parse_keyvals(suse)
+        numbers = _numbers(keys.get("VERSION", "")) or _numbers(first_line(suse))
         if numbers is not None:
             patch = _MAJOR.fullmatch(keys.get("PATCHLEVEL", "").strip())
             if patch and numbers[1] == 0:
@@ -191,7 +232,7 @@ def _release_numbers(read: _Read, distro: str) -> _Release:
             point = f"{numbers[0]}.{numbers[1]}" if patch and patch.group(1) != "0" else keys.get("VERSION")
             return _Release(*numbers, point if point and _POINT.fullmatch(point) else None)
     for path in ("/etc/gentoo-release", "/etc/alpine-release"):
-        line = _first_line(read(path))
+        line = first_line(read(path))
         numbers = _numbers(line) if line else None
         if numbers is not None:
             return _Release(*numbers, _point(line, numbers))

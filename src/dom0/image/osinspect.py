@@ -7,7 +7,6 @@ release files. Names are os-release IDs (debian, fedora, rhel, sles, opensuse-le
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from dom0 import humanize
 from dom0.errors import Dom0Error
 from dom0.image.kernels import Kernel, find_kernels
+from dom0.image.osfacts import first_line, os_facts, parse_keyvals
 from dom0.image.tree import FILESYSTEM_TYPES, MAX_CONFIG_READ, GuestTree, ResolvingTree, open_tree
 
 if TYPE_CHECKING:
@@ -166,35 +166,6 @@ def _read(tree: GuestTree, path: str) -> str | None:
         return tree.read_text(path)
     except Dom0Error:
         return None
-
-
-def first_line(text: str | None) -> str:
-    """The first non-blank line of a release file, stripped; "" when there is none."""
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    try:
-        parts = shlex.split(value, comments=False)
-    except ValueError:
-        return value.strip("\"'")
-    return " ".join(parts) if parts else ""
-
-
-def parse_keyvals(text: str) -> dict[str, str]:
-    """KEY=value lines (os-release, lsb-release, sysconfig, SuSE-release's "KEY = value"), quotes removed."""
-    out: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        out[key.strip()] = _unquote(value)
-    return out
 
 
 # --- distribution ---------------------------------------------------------------------------------------------------
@@ -559,8 +530,6 @@ def inspect_tree(
     kernels = find_kernels(tree)
     console = detect_console(tree)
     network = detect_network(tree)
-    from dom0.image.osfacts import os_facts  # it builds on this module's readers
-
     facts = os_facts(tree, distro, fmt, lambda path: _read(tree, path))
     too_large: dict[str, int] = getattr(tree, "too_large", {})
     notes = tuple(
