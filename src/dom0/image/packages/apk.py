@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dom0.image.packages.records import Application, Applications, Found, clip, guest_lines, split_release
+from dom0.image.packages.records import Application, Applications, Found, read_stanzas, split_release
 from dom0.image.tree import GuestTree
 
 # P: name, V: pkgver-rN, A: arch, o: origin (the aport it was built from), T: one-line description.
@@ -25,29 +25,9 @@ def _finish(found: Found, fields: dict[str, str], damaged: bool) -> bool:
 def read(tree: GuestTree, path: str) -> Applications:
     """The installed packages of an apk database."""
     found = Found("apk")
-    fields: dict[str, str] = {}
-    damaged = False
-    for raw in guest_lines(tree, path):
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line:
-            if not _finish(found, fields, damaged):
-                break
-            fields, damaged = {}, False
-            continue
-        key, sep, value = line.partition(":")
-        if not sep or len(key) != 1:
-            damaged = True
-            continue
-        if key not in _WANTED:
-            continue  # F: (directories), R: (files), Z: (checksums) and the rest
-        kept = clip(value)
-        if kept is None:
-            if key == "T":
-                kept = value[:256]
-            else:
-                damaged = True
-                continue
-        fields[key] = kept
-    else:
-        _finish(found, fields, damaged)
+    # every line is one letter and a colon: F: (directories), R: (files), Z: (checksums) and the rest are skipped
+    read_stanzas(
+        tree, path, _WANTED, "T", lambda fields, damaged: _finish(found, fields, damaged),
+        key_ok=lambda key: len(key) == 1,
+    )  # fmt: skip
     return found.result(path)

@@ -5,7 +5,7 @@ status-old is dpkg's previous copy and is never read: it lists what was installe
 
 from __future__ import annotations
 
-from dom0.image.packages.records import Application, Applications, Found, clip, guest_lines, split_epoch, split_release
+from dom0.image.packages.records import Application, Applications, Found, read_stanzas, split_epoch, split_release
 from dom0.image.tree import GuestTree
 
 _WANTED = ("Package", "Status", "Version", "Architecture", "Source", "Description")
@@ -43,32 +43,8 @@ def _finish(found: Found, fields: dict[str, str], damaged: bool) -> bool:
 def read(tree: GuestTree, path: str) -> Applications:
     """The installed packages of a dpkg status file."""
     found = Found("dpkg")
-    fields: dict[str, str] = {}
-    damaged = False
-    for raw in guest_lines(tree, path):
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line.strip():
-            if not _finish(found, fields, damaged):
-                break
-            fields, damaged = {}, False
-            continue
-        if line[0] in " \t":
-            continue  # a continuation line: the rest of a Description or Conffiles, never needed here
-        key, sep, value = line.partition(":")
-        if not sep:
-            damaged = True
-            continue
-        if key not in _WANTED:
-            continue
-        value = value.strip()
-        kept = clip(value)
-        if kept is None:
-            if key == "Description":
-                kept = value[:256]  # only the summary line: shortened, the package is still real
-            else:
-                damaged = True
-                continue
-        fields[key] = kept
-    else:
-        _finish(found, fields, damaged)
+    read_stanzas(
+        tree, path, _WANTED, "Description", lambda fields, damaged: _finish(found, fields, damaged),
+        continued=True, strip=True,
+    )  # fmt: skip
     return found.result(path, "stanzas")

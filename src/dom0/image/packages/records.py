@@ -3,7 +3,7 @@ and the helpers that read a guest's text database line by line within them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,3 +136,50 @@ def present(tree: GuestTree, path: str) -> str | None:
         return "file"
     lexists = getattr(tree, "lexists", tree.exists)
     return "other" if lexists(path) else None
+
+
+def read_stanzas(
+    tree: GuestTree,
+    path: str,
+    wanted: Collection[str],
+    summary: str,
+    finish: Callable[[dict[str, str], bool], bool],
+    *,
+    key_ok: Callable[[str], bool] = lambda key: True,
+    continued: bool = False,
+    strip: bool = False,
+) -> None:
+    """A text database of KEY:value records split by blank lines (dpkg's status, apk's installed), each record's
+    `wanted` fields handed to `finish` with whether the record is damaged; `finish` False stops the reading.
+
+    `continued`: lines starting with a blank continue the previous field (dpkg) and are skipped, as nothing read
+    here needs them. A field over MAX_FIELD damages its record, except the `summary`, which is shortened.
+    """
+    fields: dict[str, str] = {}
+    damaged = False
+    for raw in guest_lines(tree, path):
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line.strip():
+            if fields and not finish(fields, damaged):
+                return
+            fields, damaged = {}, False
+            continue
+        if continued and line[0] in " \t":
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key_ok(key):
+            damaged = True
+            continue
+        if key not in wanted:
+            continue
+        if strip:
+            value = value.strip()
+        kept = clip(value)
+        if kept is None:
+            if key != summary:
+                damaged = True
+                continue
+            kept = value[:256]  # only a summary line: shortened, the package is still real
+        fields[key] = kept
+    if fields:
+        finish(fields, damaged)
