@@ -4,6 +4,10 @@ architecture gone, versions changed, an epoch added, a package moved from "all" 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import ostrees
+
 
 def stanza(name: str, version: str, arch: str = "amd64", status: str = "install ok installed", **more: str) -> str:
     """One package of /var/lib/dpkg/status as dpkg writes it."""
@@ -33,3 +37,19 @@ AFTER = (
     + stanza("tzdata", "2025b-0+deb12u1", arch="amd64")
     + stanza("util-linux", "1:2.38.1-5+deb12u3")
 )
+
+
+def debian_tree(root: Path, status: str | None, hostname: str, kernel: str, release: str = "12.5") -> Path:
+    """ostrees' Debian 12 tree with this status file (None: none), hostname, point release and one kernel."""
+    tree = ostrees.debian12().build(root)
+    (tree / "etc/debian_version").write_text(release + "\n")
+    if status is None:
+        (tree / "var/lib/dpkg/status").unlink()
+    else:
+        (tree / "var/lib/dpkg/status").write_text(status)
+    (tree / "etc/hostname").write_text(hostname + "\n")
+    for old in (tree / "boot").iterdir():
+        old.unlink()
+    (tree / f"boot/vmlinuz-{kernel}").write_bytes(ostrees.KERNEL_BYTES)
+    (tree / f"boot/initrd.img-{kernel}").write_bytes(ostrees.INITRD_BYTES)
+    return tree

@@ -5,11 +5,13 @@ Set DOM0_UPDATE_GOLDEN=1 to rewrite the golden files from the current output ins
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dom0 import run
 
@@ -60,3 +62,12 @@ def check_golden(name: str, actual: str) -> None:
     assert path.exists(), f"{path} is missing; run with DOM0_UPDATE_GOLDEN=1 to create it"
     expected = path.read_text()
     assert actual == expected, f"output differs from {path} (DOM0_UPDATE_GOLDEN=1 rewrites it after review)"
+
+
+def inspected_applications(root: Path) -> dict[str, Any]:
+    """`dom0 image inspect ROOT --applications --json`'s applications of its first OS (the run must succeed)."""
+    r = dom0("image", "inspect", str(root), "--applications", "--json")
+    assert r.rc == 0, r.err
+    assert "Traceback" not in r.err
+    apps: dict[str, Any] = json.loads(r.out)["operating_systems"][0]["applications"]
+    return apps

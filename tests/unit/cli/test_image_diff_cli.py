@@ -10,21 +10,12 @@ from pathlib import Path
 import guestnode
 import ostrees
 import pytest
-from dpkgstatus import AFTER, BEFORE, stanza
+from dpkgstatus import AFTER, BEFORE, debian_tree, stanza
 from unitkit import dom0
 
 
 def _image(base: Path, name: str, status: str | None, hostname: str, kernel: str) -> Path:
-    tree = ostrees.debian12().build(base / f"{name}-tree")
-    if status is None:
-        (tree / "var/lib/dpkg/status").unlink()
-    else:
-        (tree / "var/lib/dpkg/status").write_text(status)
-    (tree / "etc/hostname").write_text(hostname + "\n")
-    for old in (tree / "boot").iterdir():
-        old.unlink()
-    (tree / f"boot/vmlinuz-{kernel}").write_bytes(ostrees.KERNEL_BYTES)
-    (tree / f"boot/initrd.img-{kernel}").write_bytes(ostrees.INITRD_BYTES)
+    tree = debian_tree(base / f"{name}-tree", status, hostname, kernel)
     return ostrees.mkfs_ext4(tree, base / f"{name}.img", size_mb=16)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ostrees
-from dpkgstatus import AFTER, BEFORE
+from dpkgstatus import AFTER, BEFORE, debian_tree
 
 from dom0.image.osinspect import OperatingSystem, inspect_tree
 from dom0.image.packages import Application, Applications, read_applications
@@ -17,14 +16,7 @@ from dom0.image.tree import DirectoryTree
 def _system(
     root: Path, status: str, hostname: str, kernel: str, release: str = "12.5"
 ) -> tuple[OperatingSystem, Applications]:
-    tree = ostrees.debian12().build(root)
-    (tree / "etc/debian_version").write_text(release + "\n")
-    (tree / "var/lib/dpkg/status").write_text(status)
-    (tree / "etc/hostname").write_text(hostname + "\n")
-    for old in (tree / "boot").iterdir():
-        old.unlink()
-    (tree / f"boot/vmlinuz-{kernel}").write_bytes(ostrees.KERNEL_BYTES)
-    (tree / f"boot/initrd.img-{kernel}").write_bytes(ostrees.INITRD_BYTES)
+    tree = debian_tree(root, status, hostname, kernel, release)
     directory = DirectoryTree(tree)
     system = inspect_tree(directory)
     assert system is not None

@@ -3,12 +3,10 @@ written in those tools' own formats, and hostile ones (bounded, noted, never a t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import ostrees
-from unitkit import dom0
+from unitkit import dom0, inspected_applications
 
 APK_INSTALLED = """\
 C:Q1bNGdpVAtX7nR1qJ1lLdJ0H6X1Sw=
@@ -63,16 +61,8 @@ def _alpine(tmp_path: Path, installed: str | None) -> Path:
     return root
 
 
-def _apps(root: Path) -> dict[str, Any]:
-    r = dom0("image", "inspect", str(root), "--applications", "--json")
-    assert r.rc == 0, r.err
-    assert "Traceback" not in r.err
-    apps: dict[str, Any] = json.loads(r.out)["operating_systems"][0]["applications"]
-    return apps
-
-
 def test_apk_installed_database(tmp_path: Path) -> None:
-    apps = _apps(_alpine(tmp_path, APK_INSTALLED))
+    apps = inspected_applications(_alpine(tmp_path, APK_INSTALLED))
     assert apps == {
         "database": "apk",
         "applications": [
@@ -95,7 +85,7 @@ def test_apk_broken_records_and_huge_fields(tmp_path: Path) -> None:
         + f"P:long-summary\nV:2.0-r1\nT:{huge}\n\n"
         + "\n\n\n"
     )
-    apps = _apps(_alpine(tmp_path, broken))
+    apps = inspected_applications(_alpine(tmp_path, broken))
     assert [a["name"] for a in apps["applications"]] == ["long-summary", "musl", "openssh-server"]
     assert len(apps["applications"][0]["summary"]) == 256
     assert apps["notes"] == [
@@ -172,7 +162,9 @@ def _arch(tmp_path: Path, descs: dict[str, str | None]) -> Path:
 
 
 def test_pacman_local_database(tmp_path: Path) -> None:
-    apps = _apps(_arch(tmp_path, {"bash-5.2.026-2": BASH_DESC, "systemd-libs-1:255.3-2": SYSTEMD_LIBS_DESC}))
+    apps = inspected_applications(
+        _arch(tmp_path, {"bash-5.2.026-2": BASH_DESC, "systemd-libs-1:255.3-2": SYSTEMD_LIBS_DESC})
+    )
     assert apps == {
         "database": "pacman",
         "applications": [
@@ -203,7 +195,7 @@ def test_pacman_hostile_entries(tmp_path: Path) -> None:
     (root / "var/lib/pacman/local/escape-1-1").mkdir()
     (root / "var/lib/pacman/local/escape-1-1/desc").symlink_to(tmp_path / "host-desc")
     (tmp_path / "host-desc").write_text(BASH_DESC.replace("bash\n\n%VERSION%", "host-only\n\n%VERSION%"))
-    apps = _apps(root)
+    apps = inspected_applications(root)
     assert [a["name"] for a in apps["applications"]] == ["bash"]
     assert apps["notes"] == [
         "5 package directories of /var/lib/pacman/local skipped: damaged (a missing name or version, or a field over "

@@ -3,7 +3,6 @@ blobs and databases (bounded, noted, never a traceback), and the Berkeley DB for
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -11,11 +10,10 @@ import struct
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import ostrees
 import pytest
-from unitkit import dom0
+from unitkit import dom0, inspected_applications
 
 from dom0 import run
 from dom0.image.osinspect import inspect_tree
@@ -47,14 +45,6 @@ def _fedora(tmp_path: Path) -> tuple[Path, Path]:
     return root, dbdir
 
 
-def _apps(root: Path) -> dict[str, Any]:
-    r = dom0("image", "inspect", str(root), "--applications", "--json")
-    assert r.rc == 0, r.err
-    assert "Traceback" not in r.err
-    apps: dict[str, Any] = json.loads(r.out)["operating_systems"][0]["applications"]
-    return apps
-
-
 def _rpmbuild(tmp_path: Path, name: str, version: str, release: str, *, epoch: int | None, summary: str) -> Path:
     top = tmp_path / "rpmbuild"
     spec = top / "SPECS" / f"{name}.spec"
@@ -82,7 +72,7 @@ def test_real_sqlite_rpmdb_made_by_rpm(tmp_path: Path) -> None:
     subprocess.run([*rpm, "--initdb"], capture_output=True, check=True)
     subprocess.run([*rpm, "-i", "--justdb", "--nodeps", *map(str, packages)], capture_output=True, check=True)
     assert (dbdir / "rpmdb.sqlite").is_file()
-    apps = _apps(root)
+    apps = inspected_applications(root)
     assert apps["database"] == "rpm-sqlite"
     assert apps["notes"] == []
     assert apps["applications"] == [
@@ -138,7 +128,7 @@ def test_hostile_headers_are_skipped_with_one_note(tmp_path: Path) -> None:
     many = _header(_package("many-summaries"), count={1004: 2**31})  # a count of 2^31 on a field read once
     keys = _header(_package("gpg-pubkey"))
     _sqlite_db(dbdir / "rpmdb.sqlite", [good, no_end, bytes(far), huge_index, short, b"\1\2\3", many, keys])
-    apps = _apps(root)
+    apps = inspected_applications(root)
     assert [a["name"] for a in apps["applications"]] == ["good", "many-summaries"]
     assert apps["applications"][0] == {"name": "good", "version": "1.0", "release": "1.el9", "epoch": 0,
                                        "arch": "x86_64", "source": "good", "summary": "a package"}  # fmt: skip
@@ -156,7 +146,7 @@ def test_a_packages_view_that_never_ends_is_abandoned(tmp_path: Path) -> None:
     db.commit()
     db.close()
     started = time.monotonic()
-    apps = _apps(root)
+    apps = inspected_applications(root)
     assert time.monotonic() - started < 20
     assert apps["applications"] == []
     assert apps["notes"] == [
@@ -176,7 +166,7 @@ def test_a_million_rows_are_read_only_up_to_the_package_limit(tmp_path: Path) ->
     db.commit()
     db.close()
     started = time.monotonic()
-    apps = _apps(root)
+    apps = inspected_applications(root)
     assert time.monotonic() - started < 30
     assert apps["applications"] == []
     assert apps["notes"] == [
@@ -188,13 +178,13 @@ def test_a_million_rows_are_read_only_up_to_the_package_limit(tmp_path: Path) ->
 def test_not_an_sqlite_file_and_an_oversized_one_are_noted(tmp_path: Path) -> None:
     root, dbdir = _fedora(tmp_path)
     (dbdir / "rpmdb.sqlite").write_bytes(b"this is not a database\n" * 100)
-    apps = _apps(root)
+    apps = inspected_applications(root)
     assert apps["database"] == "rpm-sqlite"
     assert apps["applications"] == []
     assert apps["notes"][0].startswith("/var/lib/rpm/rpmdb.sqlite could not be read: the sqlite database could not")
     with open(dbdir / "rpmdb.sqlite", "r+b") as fh:
         fh.truncate(600 * 1024 * 1024)  # sparse
-    apps = _apps(root)
+    apps = inspected_applications(root)
     assert apps["notes"] == [
         "/var/lib/rpm/rpmdb.sqlite could not be read: /var/lib/rpm/rpmdb.sqlite is 600.0 MiB, more than the "
         "512.0 MiB an rpm database can be (the image may be damaged or hostile)"
@@ -228,7 +218,7 @@ def test_berkeley_db_without_rpm_on_the_host_says_so(tmp_path: Path, monkeypatch
 
 @pytest.mark.skipif(shutil.which("rpm") is None, reason="rpm is not installed (scripts/setup-host.sh installs it)")
 def test_berkeley_db_rpm_cannot_read_is_noted(tmp_path: Path) -> None:
-    apps = _apps(_centos5(tmp_path))
+    apps = inspected_applications(_centos5(tmp_path))
     assert apps["database"] == "rpm-bdb"
     assert apps["applications"] == []
     assert apps["notes"][0].startswith(
