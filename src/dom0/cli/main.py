@@ -22,7 +22,7 @@ EPILOG = """\
 hypervisor: -c URI, else $DOM0_CONNECT, else $LIBVIRT_DEFAULT_URI, else xen:///system on a Xen host
 with libvirtd, xl:// (Xen's own xl toolstack) on one without, else qemu:///system.  Examples:
   dom0 list --long web1          what xm list --long showed, explained
-  dom0 top                       live CPU, memory, disk and network per guest (d/n switch detail, q quits)
+  dom0 top                       live CPU, memory, disk and network per guest (xentop's keys: B, N, D, S, Q)
   dom0 explain 5696              a Xen VBD number decoded: 22:64 = hdd
   dom0 support-bundle            save everything the admin will want, before you reboot or destroy
   dom0 image inspect disk.img    partitions, filesystems, LVM and the OS inside, without mounting
@@ -92,6 +92,11 @@ def build_parser(only: str | None = None, verb: str | None = None) -> argparse.A
     p.add_argument("-d", "--delay", type=float, default=2.0, metavar="SECONDS", help="seconds between samples")
     p.add_argument("guests", nargs="*", metavar="GUEST", help="only these guests")
     _add_json(p)
+    p.epilog = (
+        "keys on the live screen, as in xentop (either case): B disks, N networks, D delay (asks for seconds), "
+        "S sort by the next column, R repeat the header before each guest, Up/Down/PgUp/PgDn scroll, Q or Esc "
+        "quit. xentop's V (per-VCPU times) is not here: dom0 measures each guest's CPU as a whole."
+    )
 
     _add_memory(sub if only in (None, "mem") else cast(Any, _Unused()), command)
 
