@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export LIBGUESTFS_BACKEND_SETTINGS := force_tcg
 
-.PHONY: setup demo demo-clean test lint unit integration xen storagelab bench clean
+.PHONY: setup demo demo-clean test lint unit integration xen storagelab bench clean man
 
 setup:
 	@bash scripts/setup-host.sh
@@ -36,6 +36,10 @@ storagelab: setup
 
 test: setup lint
 	$(VENV)/bin/pytest -q tests
+
+# dom0(1) and a page per command, generated from the parser itself, plus man/*.5; `man -l build/man/dom0.1` reads one.
+man: setup
+	$(PY) scripts/manpages.py build/man
 
 # Every benchmark runs (a missed bar does not stop the others); bench/save_bench.py boots 4 guests of 256 MiB.
 bench: setup

@@ -22,6 +22,8 @@ PACKAGES=(
   nftables iptables
   # tests/unit/image/test_packages_rpm.py: rpmbuild and rpm --initdb make a real sqlite rpmdb to read back
   rpm
+  # make man, tests/unit/cli/test_manpages.py: the pages are rendered by man -l and groff, warnings counted
+  man-db groff-base
 )
 
 missing=()
