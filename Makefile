@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export LIBGUESTFS_BACKEND_SETTINGS := force_tcg
 
-.PHONY: setup demo demo-clean test lint unit integration xen storagelab bench clean man
+.PHONY: setup demo demo-clean test lint unit integration xen storagelab bench clean man completion
 
 setup:
 	@bash scripts/setup-host.sh
@@ -13,6 +13,11 @@ demo: setup
 
 demo-clean: setup
 	@$(PY) scripts/demo.py --clean
+
+# The shell completion scripts, generated from dom0's argument parser (a unit test checks they are up to date).
+completion: setup
+	$(VENV)/bin/dom0 completion bash > contrib/completion/dom0.bash
+	$(VENV)/bin/dom0 completion zsh > contrib/completion/_dom0
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench scripts

@@ -24,6 +24,8 @@ PACKAGES=(
   rpm
   # make man, tests/unit/cli/test_manpages.py: the pages are rendered by man -l and groff, warnings counted
   man-db groff-base
+  # tests/unit/cli/test_completion.py: the zsh completion script loads in a real zsh
+  zsh
 )
 
 missing=()

@@ -122,6 +122,7 @@ def build_parser(only: str | None = None, verb: str | None = None) -> argparse.A
     _add_json(p)
 
     _add_saves(command)
+    _add_completion(command)
 
     _add_clone(command)
     _add_transfer(command)
@@ -311,6 +312,16 @@ def _add_control(command: Callable[[str, str, str], argparse.ArgumentParser]) ->
     p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when not on a terminal)")
     _add_wait_lock(p)
     _add_json(p)
+
+
+def _add_completion(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    p = command(
+        "completion",
+        "dom0.cli.completion:cmd_completion",
+        "print the bash or zsh completion script (commands, options, guest names), generated from these options",
+    )
+    p.add_argument("shell", choices=("bash", "zsh"), metavar="bash|zsh")
+    p.set_defaults(parser_factory=build_parser)  # cli modules do not import main: the script's source is passed
 
 
 def _add_clone(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
@@ -542,6 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     command = _command_word(words)
     after = words[words.index(command) + 1 :] if command is not None else []
+    if command == "__complete-guests":  # a Tab asking for guest names: no parser to build, answered at once
+        return _resolve("dom0.cli.completion:cmd_complete_guests")(argparse.Namespace(words=list(after)))
     verb = after[0] if after else None
     parser = build_parser(command, verb)
     commands = _subcommands(parser)
