@@ -339,8 +339,8 @@ _dom0_offer() {
     for item in "${items[@]}"; do
         case $item in
         @guest) _dom0_guests "$2" ;;
-        @file) compopt -o filenames 2>/dev/null; COMPREPLY+=($(compgen -f -- "$2")) ;;
-        @dir) compopt -o filenames 2>/dev/null; COMPREPLY+=($(compgen -d -- "$2")) ;;
+        @file) compopt -o filenames 2>/dev/null; mapfile -t -O ${#COMPREPLY[@]} COMPREPLY < <(compgen -f -- "$2") ;;
+        @dir) compopt -o filenames 2>/dev/null; mapfile -t -O ${#COMPREPLY[@]} COMPREPLY < <(compgen -d -- "$2") ;;
         ?*) words+=" $item" ;;
         esac
     done

@@ -88,11 +88,12 @@ def test_guest_names_from_the_hypervisor_on_the_line(tmp_path: Path) -> None:
 
 def test_image_arguments_complete_paths(tmp_path: Path) -> None:
     (tmp_path / "web.img").write_bytes(b"")
+    (tmp_path / "old web.img").write_bytes(b"")
     (tmp_path / "disks").mkdir()
     runtime = tmp_path / "run"
     runtime.mkdir()
     offered = bash_complete(["dom0", "-c", TEST_URI, "image", "inspect", "./"], runtime, cwd=tmp_path)
-    assert {"./web.img", "./disks", "./run"} <= set(offered)
+    assert {"./web.img", "./old web.img", "./disks", "./run"} <= set(offered)
     assert bash_complete(["dom0", "image", "kernel", "./w"], runtime, cwd=tmp_path) == ["./web.img"]
     assert bash_complete(["dom0", "export", "test", "./"], runtime, cwd=tmp_path) == ["./disks", "./run"]
 
