@@ -91,3 +91,29 @@ def read_json(path: Path, missing_hint: str) -> Any:
     except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise Dom0Error(f"cannot read {path}: not valid JSON ({reason})", "give a file dom0 wrote") from exc
+
+
+def open_own_directory(path: Path, *, create: bool, what: str, hint: str) -> int | None:
+    """A descriptor on the directory `path` (made, mode 0700, with `create`), opened without following a link and
+    checked to be this user's own and writable by no one else: what another user could plant or change there
+    (a lock, a cache) would be believed. None when it does not exist; Dom0Error naming `what` otherwise."""
+    if create:
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise Dom0Error(f"cannot create {what} {path}: {exc.strerror}", hint) from exc
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise Dom0Error(
+            f"cannot open {what} {path}: {exc.strerror} (it must be a directory, not a link)", hint
+        ) from exc
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.close(fd)
+        raise Dom0Error(
+            f"{what} {path} is not this user's own (owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)})", hint
+        )
+    return fd

@@ -16,9 +16,11 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 from dom0.errors import Dom0Error
+from dom0.filedata import open_own_directory
 
 # Only what main() has loaded already, and zlib, at the top: a cached answer is the interpreter's start, main's
 # imports and one small file (~80 ms); the hypervisor layer and dom0.run (~50 ms more) load only on a miss.
@@ -362,16 +364,9 @@ def _cache_directory() -> str | None:
 def _open_own_directory(path: str, create: bool) -> int | None:
     """`path` opened without following a link, when it is this user's and no one else may write to it."""
     try:
-        if create:
-            os.makedirs(path, 0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    st = os.fstat(fd)
-    if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        os.close(fd)
-        return None
-    return fd
+        return open_own_directory(Path(path), create=create, what="the completion cache", hint="")
+    except Dom0Error:
+        return None  # a completion never complains: it only offers nothing
 
 
 def _cache_name(key: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dom0.errors import Dom0Error
+from dom0.filedata import open_own_directory
 
 # Where the locks live. /run is a tmpfs: a boot starts with none, and nothing there outlives the host's uptime.
 RUN_DIRECTORY = Path("/run/dom0/locks")
@@ -116,31 +117,13 @@ def lock_directory() -> Path:
 def _open_directory(create: bool) -> int | None:
     """The lock directory, opened without following a link and checked: this user's own, writable by no one else."""
     path = lock_directory()
-    if create:
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise Dom0Error(
-                f"cannot create the lock directory {path}: {exc.strerror}",
-                f"dom0 keeps its per-guest locks there; make {path.parent} writable, or set {DIRECTORY_ENV}",
-            ) from exc
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise Dom0Error(
-            f"cannot open the lock directory {path}: {exc.strerror}", f"it must be a directory of this user's; {path}"
-        ) from exc
-    st = os.fstat(fd)
-    if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        os.close(fd)
-        raise Dom0Error(
-            f"the lock directory {path} is not this user's own "
-            f"(owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)})",
-            f"remove it (another user could fake or block dom0's locks there) and run again, or set {DIRECTORY_ENV}",
-        )
-    return fd
+    return open_own_directory(
+        path,
+        create=create,
+        what="the lock directory",
+        hint=f"dom0 keeps its per-guest locks there (another user's could be faked or blocked): remove or fix it and "
+        f"run again, or set {DIRECTORY_ENV}",
+    )
 
 
 def _open_lock(directory: int, key: LockKey, create: bool) -> int | None:
