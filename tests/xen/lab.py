@@ -66,6 +66,9 @@ PACKAGES = (
     "python3-zstandard",
     "python3-cffi-backend",  # python3-zstandard needs it through a virtual package, which debootstrap cannot resolve
     "python3-lz4",
+    # clone of a guest whose disks are LVs: a volume group on a loop device inside dom0 (Debian's kernel has
+    # device-mapper, the CI host's does not)
+    "lvm2",
 )
 # Modules the test guests load: Xen's block and network frontends (Debian builds both as modules).
 GUEST_MODULES = ("xen_blkfront", "xen_netfront")
@@ -108,6 +111,8 @@ class StageResult:
     outputs: Path
     serial_logs: list[Path]
     timings: dict[str, float] = field(default_factory=dict)
+    # each procedure test as "TAG: module::test outcome N s" (see PROCEDURE_MODULES)
+    procedures: list[str] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)  # segfaults in dom0's kernel log: a sign of emulation trouble
     flaky: list[str] = field(default_factory=list)  # inner tests that failed once, then passed when run again
 
@@ -315,12 +320,26 @@ def make_image(root: Path, work: Path) -> tuple[Path, Path]:
 
 
 # One lab VM per backend, booted side by side (each takes about one host CPU).
-BACKENDS = {"xl": "xl://", "libvirt": "xen:///system"}
+ALL_BACKENDS = {"xl": "xl://", "libvirt": "xen:///system"}
+# While working on the lab: DOM0_XENLAB_BACKENDS=xl boots one VM only, and DOM0_XENLAB_TESTS=a.py,b.py::test_x runs
+# only those tests of indom0/ (in the order given) instead of the whole suite. `make test` sets neither.
+BACKENDS = {
+    tag: uri
+    for tag, uri in ALL_BACKENDS.items()
+    if tag in (os.environ.get("DOM0_XENLAB_BACKENDS") or ",".join(ALL_BACKENDS)).split(",")
+}
+SELECTED_TESTS = os.environ.get("DOM0_XENLAB_TESTS", "")
+# Test modules holding an administrator's whole procedure on Xen; the stage's summary lists each with its time.
+PROCEDURE_MODULES = "test_procedure_"
 
 
 def qemu_command(image: Path, xen: Path, kv: str, serial: Path, tag: str) -> list[str]:
     """QEMU booting Xen (multiboot) with dom0's kernel and initrd as modules; dom0init runs the `tag` half."""
     dom0_args = f"{DOM0_ARGS} xenlab.tag={tag} xenlab.uri={BACKENDS[tag]}"
+    if SELECTED_TESTS:
+        if any(c.isspace() for c in SELECTED_TESTS):
+            raise ValueError("DOM0_XENLAB_TESTS: comma-separated test paths without spaces")
+        dom0_args += f" xenlab.tests={SELECTED_TESTS}"
     return [
         "qemu-system-x86_64",
         *("-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "3072"),
@@ -374,6 +393,16 @@ def junit_outcomes(path: Path) -> dict[str, str]:
         else:
             outcomes[name] = "skipped" if case.find("skipped") is not None else "passed"
     return outcomes
+
+
+def junit_times(path: Path) -> dict[str, float]:
+    """Each test a junit XML file reports (classname::name) and the seconds it took."""
+    if not path.exists():
+        return {}
+    return {
+        f"{case.get('classname', '')}::{case.get('name', '')}": float(case.get("time") or 0)
+        for case in ET.parse(path).getroot().iter("testcase")
+    }
 
 
 def junit_summary(path: Path) -> tuple[int, list[str]]:
@@ -430,6 +459,7 @@ def _result(results: dict[str, Path], killed: list[str], timings: dict[str, floa
     failed: list[str] = []
     flaky: list[str] = []
     crashes: list[str] = []
+    procedures: list[str] = []
     for tag, outputs in results.items():
         rc_file = outputs / f"rc-{tag}"
         out = outputs / f"pytest-{tag}.txt"
@@ -450,12 +480,19 @@ def _result(results: dict[str, Path], killed: list[str], timings: dict[str, floa
         crashes += [f"{tag}: {ln.strip()}" for ln in body.splitlines() if _emulation_trouble(ln)][:20]
         n, bad = junit_summary(outputs / f"junit-{tag}.xml")
         tests += n
+        outcomes = junit_outcomes(outputs / f"junit-{tag}.xml")
+        times = junit_times(outputs / f"junit-{tag}.xml")
         again = outputs / f"pytest-{tag}-again.txt"
         if bad and again.exists():  # dom0init ran the failed tests once more (see there)
             texts.append(f"----- {tag}: the failed tests run again -----\n{again.read_text(errors='replace')}")
             second = junit_outcomes(outputs / f"junit-{tag}-again.xml")
             flaky += [name for name in bad if second.get(name) == "passed"]
             bad = [name for name in bad if second.get(name) != "passed"]
+            outcomes |= {name: f"{how} when run again" for name, how in second.items()}
+        for name, how in outcomes.items():
+            module, _, test = name.partition("::")
+            if module.split(".")[-1].startswith(PROCEDURE_MODULES):
+                procedures.append(f"{tag}: {module.split('.')[-1]}::{test} {how} {times.get(name, 0):.0f} s")
         failed += bad if n else [f"{tag}: no tests ran"]
     known = [r for r in rcs if r is not None]
     rc = next((r for r in known if r != 0), 0) if rcs and len(known) == len(rcs) else None
@@ -470,6 +507,7 @@ def _result(results: dict[str, Path], killed: list[str], timings: dict[str, floa
         timings=timings,
         crashes=crashes,
         flaky=flaky,
+        procedures=procedures,
     )
 
 

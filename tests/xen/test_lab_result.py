@@ -73,3 +73,22 @@ def test_a_heap_check_abort_of_xl_counts_as_a_crash_under_emulation(tmp_path: Pa
 def test_an_ordinary_failure_is_no_crash(tmp_path: Path) -> None:
     r = _result({"xl": _outputs(tmp_path, None)}, [], {})
     assert r.crashes == []
+
+
+def test_the_summary_lists_each_procedure_with_its_outcome_and_time(tmp_path: Path) -> None:
+    out = tmp_path / "xl"
+    out.mkdir()
+    (out / "junit-xl.xml").write_text(
+        "<testsuites><testsuite>"
+        '<testcase classname="test_procedure_clone" name="test_clone_boots[xl://]" time="212.4" />'
+        '<testcase classname="test_guests" name="test_list[xl://]" time="3.0" />'
+        '<testcase classname="test_procedure_console" name="test_console[xl://]" time="20.6">'
+        '<failure message="no prompt" /></testcase>'
+        "</testsuite></testsuites>"
+    )
+    (out / "rc-xl").write_text("1\n")
+    r = _result({"xl": out}, [], {})
+    assert r.procedures == [
+        "xl: test_procedure_clone::test_clone_boots[xl://] passed 212 s",
+        "xl: test_procedure_console::test_console[xl://] failed 21 s",
+    ]

@@ -23,6 +23,8 @@ def test_the_xen_suite_passes_inside_a_real_xen_dom0(
             print(f"dom0 crash: {line}")
         for name in r.flaky:
             print(f"flaky under emulation (failed, then passed when run again): {name}")
+        for line in r.procedures:
+            print(f"procedure on Xen: {line}")
         timings = ", ".join(f"{k} {v:.0f} s" for k, v in r.timings.items())
         print(f"===== inner exit code {r.rc}, {r.tests} tests, {len(r.failed)} failed; {timings} =====")
     assert not r.qemu_timed_out, f"QEMU hit its hard timeout; see {logs}"
