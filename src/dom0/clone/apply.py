@@ -106,7 +106,7 @@ def clone_disk(step: DiskStep, undo: Undo, bar: BarFactory) -> None:
         undo.volumes.append(storage.create_lv(step.vg, step.lv_name, step.size_bytes))
         storage.copy_to_lv(src, dest, step.size_bytes, progress)
     elif step.method is Method.SNAPSHOT_COPY:
-        origin = storage.probe(src)
+        origin = storage.probe(src, step.format)
         snap = storage.snapshot(origin, f"{step.lv_name}-dom0snap", storage.snapshot_size(origin))
         overflow = Dom0Error(
             f"the snapshot of {step.source} filled up during the copy: the copy is not consistent",

@@ -4,7 +4,8 @@ API (all importable from dom0.storage; every call that creates something returns
 `remove_created` undoes exactly that):
 
     Volume, VolumeKind, Created, CreatedKind, Progress, SwapIdentity
-    probe(path, format="") -> Volume              file / block device / LV; qemu-img info -U (-f FORMAT when known)
+    probe(path, format="") -> Volume              file / block device / LV; qemu-img info -U (-f FORMAT when known;
+                                                  none for raw)
     reflink_supported(directory) -> bool          FICLONE tried on two scratch files there
     create_file(path, size_bytes=0) -> Created    new sparse file, O_EXCL
     remove_created(created) -> None               a file only while it is the same inode (number + generation),

@@ -36,12 +36,25 @@ def _qemu_img_info(path: Path, format: str) -> list[dict[str, object]]:
     return info
 
 
+def _device_bytes(path: Path) -> int:
+    """The size of block device `path`: where its end is (opened read-only, so a guest's use of it is no bar)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise Dom0Error(f"cannot read {path}: {exc.strerror}", "run dom0 as root") from exc
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
 def probe(path: Path, format: str = "") -> Volume:
     """What `path` is: a file, a block device or an LVM LV, its format and sizes.
 
     Give `format` when it is known (the guest definition says it): without it qemu-img guesses from the content,
     and a raw disk whose guest wrote a qcow2 header into it would be read as qcow2 with a backing file of the
-    guest's choosing. Images in use by a running guest are read with qemu-img's force-share (-U).
+    guest's choosing. Images in use by a running guest are read with qemu-img's force-share (-U); a disk given as
+    raw is measured without qemu-img.
     """
     try:
         st = os.stat(path)
@@ -55,22 +68,29 @@ def probe(path: Path, format: str = "") -> Volume:
         kind = VolumeKind.BLOCK
     else:
         raise Dom0Error(f"{path} is not a disk image (not a file or block device)", "give an image file or a device")
-    chain = _qemu_img_info(path, format)
-    info = chain[0]
-    # The chain of a disk the guest definition names is the one the hypervisor opens: the administrator's setup,
-    # so dom0's reader may follow the qcow2 headers there (and nowhere else, see dom0.image.source).
-    chain_dirs = tuple(sorted({os.path.dirname(os.path.abspath(str(i.get("filename", "")))) for i in chain[1:]}))
-    fmt = str(info.get("format", ""))
-    if fmt not in SUPPORTED_FORMATS:
-        raise Dom0Error(
-            f"{path}: disk format {fmt or 'unknown'} is not supported for cloning",
-            f"convert it first: qemu-img convert -O qcow2 {path} NEW.qcow2",
-        )
-    size = int(str(info.get("virtual-size", 0)))
-    if fmt == "raw" and kind is VolumeKind.FILE:
-        size = st.st_size  # qemu-img rounds up to whole sectors; a copy is byte for byte
-    allocated = int(str(info.get("actual-size", 0)))
-    backing = str(info.get("full-backing-filename") or info.get("backing-filename") or "")
+    if format == "raw":
+        # A raw disk is its bytes, sized by its file or device: qemu-img has nothing to add. Xen hosts often have
+        # no qemu-img at all (Debian's xen-utils only suggests qemu-utils), and their guests' disks are raw LVs.
+        fmt, backing, chain_dirs = "raw", "", ()
+        size = st.st_size if kind is VolumeKind.FILE else _device_bytes(path)
+        allocated = st.st_blocks * 512
+    else:
+        chain = _qemu_img_info(path, format)
+        info = chain[0]
+        # The chain of a disk the guest definition names is the one the hypervisor opens: the administrator's
+        # setup, so dom0's reader may follow the qcow2 headers there (and nowhere else, see dom0.image.source).
+        chain_dirs = tuple(sorted({os.path.dirname(os.path.abspath(str(i.get("filename", "")))) for i in chain[1:]}))
+        fmt = str(info.get("format", ""))
+        if fmt not in SUPPORTED_FORMATS:
+            raise Dom0Error(
+                f"{path}: disk format {fmt or 'unknown'} is not supported for cloning",
+                f"convert it first: qemu-img convert -O qcow2 {path} NEW.qcow2",
+            )
+        size = int(str(info.get("virtual-size", 0)))
+        if fmt == "raw" and kind is VolumeKind.FILE:
+            size = st.st_size  # qemu-img rounds up to whole sectors; a copy is byte for byte
+        allocated = int(str(info.get("actual-size", 0)))
+        backing = str(info.get("full-backing-filename") or info.get("backing-filename") or "")
     if kind is VolumeKind.FILE:
         return Volume(Path(path), kind, size, fmt, backing=backing, allocated_bytes=allocated, chain_dirs=chain_dirs)
     lv = lvm.lv_of_device(Path(path))
