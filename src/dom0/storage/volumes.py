@@ -68,10 +68,11 @@ def probe(path: Path, format: str = "") -> Volume:
         kind = VolumeKind.BLOCK
     else:
         raise Dom0Error(f"{path} is not a disk image (not a file or block device)", "give an image file or a device")
+    chain_dirs: tuple[str, ...] = ()
     if format == "raw":
         # A raw disk is its bytes, sized by its file or device: qemu-img has nothing to add. Xen hosts often have
         # no qemu-img at all (Debian's xen-utils only suggests qemu-utils), and their guests' disks are raw LVs.
-        fmt, backing, chain_dirs = "raw", "", ()
+        fmt, backing = "raw", ""
         size = st.st_size if kind is VolumeKind.FILE else _device_bytes(path)
         allocated = st.st_blocks * 512
     else:
