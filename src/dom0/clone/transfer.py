@@ -529,7 +529,9 @@ def apply_import(hv: Hypervisor, plan: ImportPlan, bar: BarFactory = no_bar) -> 
 
 
 def _write_disk(directory: Path, dest: Path, disk: ExportedDisk, progress: Progress, *, block: bool) -> None:
-    """Decompress into `dest` (already created, `size_bytes` long), skipping all-zero blocks; check the checksum.
+    """Decompress into `dest` (already created, `size_bytes` long); check the checksum. All-zero blocks are not
+    written into a new file, which reads them as zeros already; a new LV holds whatever its extents held before
+    (lvcreate wipes only its first 4 KiB), so there they are zeroed.
 
     The stored file is untrusted: it is decoded a chunk at a time into one bounded buffer and stops being read the
     moment it yields more than the manifest's size (a few hundred KiB of zstd can claim terabytes of zeros).
@@ -539,7 +541,7 @@ def _write_disk(directory: Path, dest: Path, disk: ExportedDisk, progress: Progr
         # /dev/VG/LV is udev's symlink to the LV this run created; a file destination is never a symlink
         fd = os.open(dest, os.O_WRONLY | os.O_CLOEXEC | (0 if block else os.O_NOFOLLOW))
         try:
-            sink = _DiskSink(fd, disk.size_bytes, progress, stored)
+            sink = _DiskSink(fd, disk.size_bytes, progress, stored, reads_zero=not block)
             try:
                 codec.copy_decompressed(Compression.ZSTD, src, sink, CHUNK)
             except codec.DECODE_ERRORS as exc:
@@ -555,11 +557,13 @@ def _write_disk(directory: Path, dest: Path, disk: ExportedDisk, progress: Progr
 
 
 class _DiskSink:
-    """Where an imported disk's decoded bytes go: written sparse (all-zero blocks skipped), counted, hashed,
-    and refused past the size the manifest declares."""
+    """Where an imported disk's decoded bytes go: written sparse (all-zero blocks skipped where the destination
+    `reads_zero` already, zeroed otherwise), counted, hashed, and refused past the size the manifest declares."""
 
-    def __init__(self, fd: int, limit: int, progress: Progress, stored: Path) -> None:
+    def __init__(self, fd: int, limit: int, progress: Progress, stored: Path, *, reads_zero: bool) -> None:
         self.fd, self.limit, self.progress, self.stored = fd, limit, progress, stored
+        self.reads_zero = reads_zero
+        self.device = stat.S_ISBLK(os.fstat(fd).st_mode)
         self.pos = 0
         self.pending = bytearray()
         self.digest = hashlib.sha256()
@@ -576,7 +580,7 @@ class _DiskSink:
             block = bytes(self.pending[:usable])
             del self.pending[:usable]
             self.digest.update(block)
-            self.pos = _write_blocks(self.fd, block, self.pos)
+            self.pos = self._write_blocks(block)
             self.progress(self.pos)
         return len(data)
 
@@ -584,13 +588,21 @@ class _DiskSink:
         block = bytes(self.pending)
         self.pending.clear()
         self.digest.update(block)
-        self.pos = _write_blocks(self.fd, block, self.pos)
+        self.pos = self._write_blocks(block)
 
-
-def _write_blocks(fd: int, data: bytes, pos: int) -> int:
-    view = memoryview(data)
-    for i in range(0, len(view), BLOCK):
-        block = view[i : i + BLOCK]
-        if block.tobytes().count(0) != len(block):
-            os.pwrite(fd, block, pos + i)
-    return pos + len(view)
+    def _write_blocks(self, data: bytes) -> int:
+        """Write `data` at the current position; where the next bytes go."""
+        view, pos = memoryview(data), self.pos
+        zeros_from = -1  # where the run of all-zero blocks not yet zeroed starts
+        for i in range(0, len(view), BLOCK):
+            block = view[i : i + BLOCK]
+            if block.tobytes().count(0) != len(block):
+                if zeros_from >= 0:
+                    storage.zero_range(self.fd, pos + zeros_from, pos + i, self.device)
+                    zeros_from = -1
+                os.pwrite(self.fd, block, pos + i)
+            elif not self.reads_zero and zeros_from < 0:
+                zeros_from = i
+        if zeros_from >= 0:
+            storage.zero_range(self.fd, pos + zeros_from, pos + len(view), self.device)
+        return pos + len(view)

@@ -20,6 +20,7 @@ API (all importable from dom0.storage; every call that creates something returns
     snapshot(origin: Volume, name, size_bytes) -> Created      lvcreate -s (free extents checked first; thin: no size)
     create_lv(vg, name, size_bytes, thin_pool="") -> Created   refused when the name exists or extents are short
     copy_to_lv(src, dst, size, progress, dst_reads_zero=False) -> None    zeros skipped only if dst reads zero
+    zero_range(fd, start, end, block_device) -> None   BLKZEROOUT on a device that offers it, else written zeros
     snapshot_overflowed(created) -> bool          invalid (lv_attr 'I'/'S'), 100 % full, or gone
     swap_identity(path, offset=0) -> SwapIdentity(uuid, label, size_bytes) | None      from the swap signature
     make_swap(target, size_bytes, uuid, label) -> Created | None
@@ -53,6 +54,7 @@ from dom0.storage.lvm import (
     snapshot_size,
     vg_free_bytes,
     vg_info,
+    zero_range,
 )
 from dom0.storage.qcow2 import full_copy, overlay, raw_view
 from dom0.storage.swap import SwapIdentity, make_swap, swap_identity
@@ -86,4 +88,5 @@ __all__ = [
     "swap_identity",
     "vg_free_bytes",
     "vg_info",
+    "zero_range",
 ]

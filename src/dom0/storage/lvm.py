@@ -307,7 +307,8 @@ def remove_lv(c: Created) -> None:
         raise Dom0Error(f"LV {lv.vg}/{lv.name} is still there after lvremove", f"check it with lvs {lv.vg}")
 
 
-def _zero(fd: int, start: int, end: int, block_device: bool) -> None:
+def zero_range(fd: int, start: int, end: int, block_device: bool) -> None:
+    """Make bytes [start, end) of the open `fd` read as zeros: the device zeroes them itself where it can."""
     if block_device and start % 512 == 0 and end % 512 == 0:
         try:
             fcntl.ioctl(fd, BLKZEROOUT, struct.pack("QQ", start, end - start))
@@ -353,7 +354,7 @@ def copy_to_lv(
             pos = 0
             for start, end in data_ranges(src_fd, size):
                 if pos < start and not dst_reads_zero:
-                    _zero(dst_fd, pos, start, block)
+                    zero_range(dst_fd, pos, start, block)
                 pos = start
                 while pos < end:
                     chunk = os.pread(src_fd, min(BLOCK, end - pos), pos)
@@ -365,11 +366,11 @@ def copy_to_lv(
                             n = os.pwrite(dst_fd, view, at)
                             view, at = view[n:], at + n
                     elif not dst_reads_zero:
-                        _zero(dst_fd, pos, pos + len(chunk), block)
+                        zero_range(dst_fd, pos, pos + len(chunk), block)
                     pos += len(chunk)
                     progress(pos)
             if pos < size and not dst_reads_zero:
-                _zero(dst_fd, pos, size, block)
+                zero_range(dst_fd, pos, size, block)
             os.fsync(dst_fd)
         except OSError as exc:
             if exc.errno == errno.EIO:
