@@ -345,7 +345,8 @@ def qemu_command(image: Path, xen: Path, kv: str, serial: Path, tag: str) -> lis
         *("-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "3072"),
         *("-display", "none", "-monitor", "none", "-no-reboot", "-serial", f"file:{serial}"),
         *("-kernel", str(xen), "-append", XEN_ARGS),
-        *("-initrd", f"/boot/vmlinuz-{kv} {dom0_args},/boot/initrd.img-{kv}"),
+        # QEMU's multiboot -initrd separates modules with commas: one within a module's command line is doubled
+        *("-initrd", f"/boot/vmlinuz-{kv} {dom0_args.replace(',', ',,')},/boot/initrd.img-{kv}"),
         *("-drive", f"file={image},if=virtio,format=raw"),
     ]
 
