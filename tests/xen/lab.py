@@ -447,6 +447,11 @@ _LOADER_CRASH = "Inconsistency detected by ld.so"
 _HEAP_CRASH = re.compile(r"corrupted double-linked list|double free or corruption|malloc\(\): |free\(\): invalid")
 
 
+# A dom0 process killed by the kernel for a fault: "python3[1200] segfault at ..." or, as seen when a `dom0 save`
+# exited -11 right after printing its result, "traps: python3[1200] general protection fault ip:...".
+_KERNEL_TRAP = re.compile(r"\bsegfault at\b|^\[[ \d.]+\] traps: ")
+
+
 def _emulation_trouble(line: str) -> bool:
     """Whether a line of the inner run shows a Xen tool crashing the way emulation makes them crash."""
     return bool(_SIGNAL_EXIT.search(line) or _LOADER_CRASH in line or _HEAP_CRASH.search(line))
@@ -475,7 +480,7 @@ def _result(results: dict[str, Path], killed: list[str], timings: dict[str, floa
         texts.append(f"----- {tag} ({BACKENDS[tag]}) -----\n{body or '(no output)'}")
         dmesg = outputs / "logs" / "dom0-dmesg.txt"
         if dmesg.exists():
-            crashes += [f"{tag}: {ln}" for ln in dmesg.read_text(errors="replace").splitlines() if "segfault" in ln]
+            crashes += [f"{tag}: {ln}" for ln in dmesg.read_text(errors="replace").splitlines() if _KERNEL_TRAP.search(ln)]
         # A Xen tool killed by SIGSEGV/SIGBUS/SIGILL is not always in dom0's kernel log (rate limits), but the
         # inner run reports it as the tool's exit code: the same emulation trouble.
         crashes += [f"{tag}: {ln.strip()}" for ln in body.splitlines() if _emulation_trouble(ln)][:20]

@@ -92,3 +92,15 @@ def test_the_summary_lists_each_procedure_with_its_outcome_and_time(tmp_path: Pa
         "xl: test_procedure_clone::test_clone_boots[xl://] passed 212 s",
         "xl: test_procedure_console::test_console[xl://] failed 21 s",
     ]
+
+
+def test_a_general_protection_fault_in_dom0s_kernel_log_counts_as_a_crash(tmp_path: Path) -> None:
+    out = _outputs(tmp_path, None)
+    (out / "logs").mkdir()
+    (out / "logs" / "dom0-dmesg.txt").write_text(
+        "[  12.5] xen-blkback: backend/vbd/1/51712: using 1 queues, protocol 1 (x86_64-abi)\n"
+        "[  539.734129] traps: python3[1200] general protection fault ip:52bd80 sp:7ffc72122b70 error:0 in "
+        "python3.11[41f000+2b4000]\n"
+    )
+    r = _result({"xl": out}, [], {})
+    assert [c.split("] ", 1)[1][:25] for c in r.crashes] == ["traps: python3[1200] gene"]
