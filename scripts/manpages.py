@@ -3,7 +3,8 @@ generated from the parser the command itself uses (dom0.cli.manpage), plus the h
 
     scripts/manpages.py [DIRECTORY]
 
-The date on the pages is $SOURCE_DATE_EPOCH's when set (reproducible builds), else today's.
+The date on the pages is $SOURCE_DATE_EPOCH's when set (reproducible builds), else today's; the version is
+pyproject.toml's (setup.py runs this while building a wheel, before any dom0 is installed).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import os
 import shutil
 import sys
 import time
+import tomllib
 from pathlib import Path
 
-from dom0 import __version__
 from dom0.cli.main import build_parser
 from dom0.cli.manpage import pages
 
@@ -25,7 +26,9 @@ def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else REPO / "build" / "man"
     out.mkdir(parents=True, exist_ok=True)
     when = time.gmtime(int(os.environ.get("SOURCE_DATE_EPOCH", time.time())))
-    for page in pages(build_parser(), date=time.strftime("%Y-%m-%d", when), version=__version__):
+    with (REPO / "pyproject.toml").open("rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    for page in pages(build_parser(), date=time.strftime("%Y-%m-%d", when), version=version):
         (out / page.name).write_text(page.text)
     for written in sorted((REPO / "man").glob("*.5")):
         shutil.copyfile(written, out / written.name)
