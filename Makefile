@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export LIBGUESTFS_BACKEND_SETTINGS := force_tcg
 
-.PHONY: setup demo demo-clean test lint unit integration xen storagelab bench clean man completion
+.PHONY: setup demo demo-clean test lint unit integration xen storagelab bench clean man completion dist deb
 
 setup:
 	@bash scripts/setup-host.sh
@@ -20,8 +20,8 @@ completion: setup
 	$(VENV)/bin/dom0 completion zsh > contrib/completion/_dom0
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench scripts
-	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts setup.py
+	$(VENV)/bin/ruff format --check src tests bench scripts setup.py
 	$(VENV)/bin/mypy
 
 unit: setup
@@ -46,10 +46,19 @@ test: setup lint
 man: setup
 	$(PY) scripts/manpages.py build/man
 
+# The sdist and the wheel (pip, pipx) into dist/: console script, manual pages, completion, units, example config.
+dist: setup
+	rm -rf dist/dom0-*.tar.gz dist/dom0-*.whl
+	$(PY) -m build --outdir dist .
+
+# dist/dom0_<version>_all.deb from that sdist, by dpkg-buildpackage (debian/); installs its build dependencies.
+deb: dist
+	@bash scripts/build-deb.sh
+
 # Every benchmark runs (a missed bar does not stop the others); bench/save_bench.py boots 4 guests of 256 MiB.
 bench: setup
 	@failed=""; for b in bench/*_bench.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "bars missed in:$$failed"; exit 1; fi
 
 clean: demo-clean
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
