@@ -480,7 +480,8 @@ def _result(results: dict[str, Path], killed: list[str], timings: dict[str, floa
         texts.append(f"----- {tag} ({BACKENDS[tag]}) -----\n{body or '(no output)'}")
         dmesg = outputs / "logs" / "dom0-dmesg.txt"
         if dmesg.exists():
-            crashes += [f"{tag}: {ln}" for ln in dmesg.read_text(errors="replace").splitlines() if _KERNEL_TRAP.search(ln)]
+            kernel_log = dmesg.read_text(errors="replace").splitlines()
+            crashes += [f"{tag}: {ln}" for ln in kernel_log if _KERNEL_TRAP.search(ln)]
         # A Xen tool killed by SIGSEGV/SIGBUS/SIGILL is not always in dom0's kernel log (rate limits), but the
         # inner run reports it as the tool's exit code: the same emulation trouble.
         crashes += [f"{tag}: {ln.strip()}" for ln in body.splitlines() if _emulation_trouble(ln)][:20]
