@@ -37,6 +37,11 @@ class RecordedXl:
         self.ran: list[tuple[str, ...]] = []
         self.real = run.output
 
+    def shut_down(self) -> None:
+        """The guest stopped: xl lists Domain-0 alone, and knows nothing more of it."""
+        self.list = "\n".join(self.list.splitlines()[:2]) + "\n"
+        self.list_l = json.dumps(json.loads(self.list_l)[:1], indent=4)
+
     def output(self, cmd: Sequence[str], *, timeout: float | None = None) -> str:
         if cmd[0] != "xl":
             return self.real(cmd, timeout=timeout)
@@ -121,6 +126,36 @@ def test_a_failed_xl_import_leaves_no_xl_cfg_behind(
     assert "removed what it had created" in err
     assert sorted(p.name for p in etc_xen.iterdir()) == ["domuio.cfg"]
     assert list(store.iterdir()) == []
+
+
+def test_an_xl_guest_shut_down_exports_from_its_xl_cfg(
+    xl: RecordedXl, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # what export itself tells an administrator: shut it down first, then export
+    xl.shut_down()
+    rc, out, err = _dom0(capsys, "list", "--long", "domuio")
+    assert rc == 0, err
+    assert "shut off" in out
+    rc, _, err = _dom0(capsys, "export", "domuio", str(tmp_path / "media"))
+    assert rc == 0, err
+    assert not [a for a in xl.ran if a[0] in ("pause", "unpause")]  # nothing to pause: it does not run
+    export = tmp_path / "media" / "domuio"
+    assert (export / "definition.cfg").read_text() == (tmp_path / "etc-xen" / "domuio.cfg").read_text()
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert manifest["uuid"] == UUID
+    assert [(d["target"], d["size_bytes"]) for d in manifest["disks"]] == [("xvda", len(DISK))]
+
+
+def test_pause_of_an_xl_guest_that_is_shut_down_says_it_is_not_running(
+    xl: RecordedXl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, _, err = _dom0(capsys, "shutdown", "domuio-other")
+    assert rc == 1
+    assert "no guest named 'domuio-other'" in err
+    xl.shut_down()
+    rc, _, err = _dom0(capsys, "pause", "domuio")
+    assert rc == 1
+    assert "it is not running" in err
 
 
 def _exported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Path:

@@ -3,6 +3,8 @@
 Differences from libvirt that users see:
 - xl keeps no definitions: only running (or paused, crashed...) domains exist, so `include_inactive` changes
   nothing, every guest but Domain-0 is transient, and `start NAME` runs /etc/xen/NAME.cfg (or /etc/xen/NAME).
+  A guest that is not running is found by that file's name (shut off, its details read from the file), so what
+  works on a stopped guest (export, clone, inspect) works on xl:// too.
 - A guest's definition is libxl's config as `xl list -l NAME` prints it (JSON), not an xl.cfg file.
 - Types are named as libvirt's libxl driver names them: hypervisor type "xen", OS type "linux" (PV),
   "xenpvh" (PVH) or "hvm".
@@ -16,13 +18,14 @@ import socket
 import stat
 import tempfile
 import time
+import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlparse
 
 from dom0 import run
-from dom0.errors import CommandError, Dom0Error, GuestNotFound, GuestStateError, HypervisorUnavailable
+from dom0.errors import CommandError, Dom0Error, GuestNotFound, GuestStateError, HypervisorUnavailable, UsageError
 from dom0.filedata import DEFINITION_LIMIT, read_regular
 from dom0.hypervisor.definition import DefinitionFormat, definition_format
 from dom0.hypervisor.neighbours import neighbour_addresses
@@ -36,6 +39,7 @@ from dom0.model import (
     DiskCounters,
     Guest,
     GuestAddress,
+    GuestConfig,
     GuestCounters,
     GuestDetails,
     GuestMemory,
@@ -103,6 +107,9 @@ class XlHypervisor:
         # domid -> config; a domid is not reused until the counter wraps, so this cache only grows stale when a
         # domain goes away, and then it is simply not asked for again.
         self._configs: dict[int, DomainConfig] = {}
+        # the xl.cfg of each stopped guest found so far, by the name and UUID it was asked by or has: later calls
+        # name it by UUID, which no file name says
+        self._cfg_paths: dict[str, Path] = {}
 
     @classmethod
     def open(cls, choice: UriChoice) -> XlHypervisor:
@@ -221,12 +228,43 @@ class XlHypervisor:
         return sorted((g for g, _ in self._snapshot()), key=lambda g: g.id or 0)
 
     def guest(self, ref: str) -> Guest:
-        """The guest with that name, UUID or ID."""
-        return self._find(ref)[0]
+        """The guest with that name, UUID or ID; one that is not running, by the name of its xl.cfg in /etc/xen."""
+        try:
+            return self._find(ref)[0]
+        except GuestNotFound:
+            stopped = self._stopped(ref)
+            if stopped is None:
+                raise
+            return stopped[0]
+
+    def _stopped(self, ref: str) -> tuple[Guest, GuestConfig, Path] | None:
+        """A guest that is not running, as its xl.cfg describes it: /etc/xen/REF.cfg or /etc/xen/REF, or a file
+        found so before under that name or UUID; None when there is none."""
+        path = self._cfg_paths.get(ref) or self._cfg_paths.get(ref.lower()) or self._config_path(ref)
+        if path is None:
+            return None
+        try:
+            cfg = xlcfg.guest_config(xlcfg.parse(_read_cfg(path), str(path)))
+        except UsageError as exc:
+            raise GuestNotFound(f"{ref!r} is not running, and {exc.message}", exc.hint) from exc
+        # xl draws a random UUID at each start of a file that names none; until then one derived from the file
+        uuid = cfg.uuid.lower() or str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"file://{path}"))
+        for key in (ref, cfg.name, uuid):
+            self._cfg_paths[key] = path
+        g = Guest(
+            cfg.name, uuid, None, GuestState.SHUTOFF, cfg.memory_mib * 1024, cfg.max_memory_mib * 1024, cfg.vcpus, 0
+        )
+        return g, cfg, path
 
     def details(self, ref: str) -> GuestDetails:
-        """What `list --long` shows, from the guest's `xl list -l` config."""
-        g, cfg = self._find(ref)
+        """What `list --long` shows, from the guest's `xl list -l` config (from its xl.cfg when it is not running)."""
+        try:
+            g, cfg = self._find(ref)
+        except GuestNotFound:
+            stopped = self._stopped(ref)
+            if stopped is None:
+                raise
+            return _stopped_details(*stopped[:2])
         acts = xlparse.actions(cfg)
         log = CONSOLE_LOG_DIR / f"guest-{g.name}.log"
         return GuestDetails(
@@ -344,7 +382,7 @@ class XlHypervisor:
 
     def _refuse_existing(self, name: str, field: str) -> None:
         try:
-            existing = self.guest(name)
+            existing = self._find(name)[0]
         except GuestNotFound:
             return
         raise GuestStateError(f"guest {name!r} already runs (ID {existing.id})", f"pick another {field}")
@@ -352,7 +390,7 @@ class XlHypervisor:
     def start(self, ref: str) -> Guest:
         """xl keeps no definitions, so `start NAME` runs /etc/xen/NAME.cfg (or /etc/xen/NAME) with `xl create`."""
         try:
-            self.guest(ref)
+            self._find(ref)
         except GuestNotFound:
             pass
         else:
@@ -448,8 +486,11 @@ class XlHypervisor:
     def editable_definition(self, ref: str) -> str:
         """The guest's xl.cfg file (/etc/xen/NAME.cfg or /etc/xen/NAME): xl keeps no definitions of its own."""
         try:
-            name = self.guest(ref).name
+            name = self._find(ref)[0].name
         except GuestNotFound:
+            stopped = self._stopped(ref)
+            if stopped is not None:
+                return _read_cfg(stopped[2])
             name = ref
         path = self._config_path(name)
         if path is None:
@@ -528,6 +569,23 @@ class XlHypervisor:
             if text is not None:
                 logs.append(LogText(f"{what} of {name} ({path})", text))
         return logs
+
+
+def _stopped_details(g: Guest, cfg: GuestConfig) -> GuestDetails:
+    """What `list --long` shows of a guest that is not running: its xl.cfg's settings."""
+    log = CONSOLE_LOG_DIR / f"guest-{g.name}.log"
+    return GuestDetails(
+        guest=g,
+        hypervisor_type="xen",
+        os_type=xlparse.OS_TYPES.get(cfg.type, str(cfg.type)),
+        boot=cfg.boot,
+        disks=cfg.disks,
+        nics=cfg.nics,
+        on_poweroff=cfg.on_poweroff,
+        on_reboot=cfg.on_reboot,
+        on_crash=cfg.on_crash,
+        console_log=str(log) if log.exists() else "",
+    )
 
 
 def _cfg_name(text: str, source: str = "") -> str:
