@@ -70,8 +70,10 @@ PACKAGES = (
     # device-mapper, the CI host's does not)
     "lvm2",
 )
-# Modules the test guests load: Xen's block and network frontends (Debian builds both as modules).
-GUEST_MODULES = ("xen_blkfront", "xen_netfront")
+# Modules the test guests load: Xen's block and network frontends (Debian builds both as modules), and ext4 for
+# the clone and export procedures' guests, which mount their own root (guestkit's `identity` mode; ext4 wants crc32c
+# by soft dependency, as in guestkit.IDENTITY_MODULES).
+GUEST_MODULES = ("xen_blkfront", "xen_netfront", "crc32c_generic", "ext4")
 # Xen asks a PV guest to power off through xenbus; its kernel then runs /sbin/poweroff. busybox's own poweroff
 # only signals init, which the guest's shell-script init ignores, so this one powers off directly.
 GUEST_POWEROFF = b"""#!/bin/sh
@@ -214,6 +216,7 @@ def stage_root(root: Path, kv: str, log: Log) -> None:
     (guest / "vmlinux").write_bytes(uncompressed_kernel(kit.kernel))
     shutil.copy2(kit.initramfs, guest / "initramfs.cpio.gz")
     stage_adapted_guest(root, log)
+    stage_identity_root(root, log)
     # libvirtd would fail to start for want of QEMU's user; the lab's libvirtd is for Xen only
     (root / "usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so").unlink(missing_ok=True)
     cpu_map = root / "usr/share/libvirt/cpu_map"
@@ -289,6 +292,35 @@ def stage_adapted_guest(root: Path, log: Log) -> None:
     (dest / "guest.json").write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     log(f"xenlab: staged the bare-metal Debian 12 disk adapted for xen-pv ({time.monotonic() - t0:.0f} s)")
+
+
+# The root filesystem of the clone and export procedures' guests (read by indom0/lvmlab.py), and its size: small,
+# as everything those guests' LVs hold is copied under emulation.
+IDENTITY_ROOT = "opt/dom0-identity/root.img"
+IDENTITY_ROOT_MIB = 32
+# The root UUID the Debian 12 tree's fstab names (ostrees.debian12)
+IDENTITY_ROOT_UUID = "0b4e2a8c-1df3-4a4f-9a43-2a7c0a0e51c1"
+
+
+def stage_identity_root(root: Path, log: Log) -> None:
+    """An ext4 root for guests in guestkit's `identity` mode, built here (mkfs.ext4 -d, natively: seconds, where
+    dom0 under emulation would take far longer): a Debian 12 tree (ostrees.debian12, so dom0 finds an OS whose
+    identity it resets) made the `identity` guest's by guestkit.identity_tree (hostname source-vm, 10.0.0.2/24)."""
+    data = str(REPO / "tests/data")
+    if data not in sys.path:  # `python -m xen.lab` runs without pytest's pythonpath
+        sys.path.append(data)
+    import imagebuild
+    import ostrees
+
+    work = WORK / "identity"
+    shutil.rmtree(work, ignore_errors=True)
+    tree = guestkit.identity_tree(ostrees.debian12().build(work / "tree"))
+    dest = root / IDENTITY_ROOT
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    imagebuild.mkfs("ext4", dest, IDENTITY_ROOT_MIB << 20, IDENTITY_ROOT_UUID, "root", tree=tree)
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"xenlab: staged the identity guests' root filesystem ({IDENTITY_ROOT_MIB} MiB ext4) at /{IDENTITY_ROOT}")
 
 
 def uncompressed_kernel(bzimage: Path) -> bytes:
