@@ -42,7 +42,9 @@ def raw_terminal(fd: int) -> Iterator[bool]:
         return
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
+        # TCSADRAIN, not setraw's default TCSAFLUSH: keys typed while dom0 was connecting (seconds on a busy host)
+        # stay queued for the guest instead of being thrown away
+        tty.setraw(fd, termios.TCSADRAIN)
         yield True
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)

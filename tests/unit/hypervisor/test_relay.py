@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
 from pathlib import Path
 
-from dom0.hypervisor.relay import relay
+from dom0.hypervisor.relay import raw_terminal, relay
 
 
 class _Guest:
@@ -54,3 +55,18 @@ def test_a_console_that_closes_ends_the_relay(tmp_path: Path) -> None:
     detached, shown = _run(tmp_path, b"halt\n", _Guest(lines=1))
     assert not detached
     assert shown == b"HALT\n"
+
+
+def test_keys_typed_while_dom0_connects_reach_the_guest() -> None:
+    """A key pressed between starting `dom0 console` and the terminal going raw (seconds on a busy host) is kept."""
+    controller, terminal = os.openpty()
+    try:
+        os.write(controller, b"ls")  # typed while the terminal was still in line mode
+        with raw_terminal(terminal) as raw:
+            assert raw
+            ready, _, _ = select.select([terminal], [], [], 2)
+            assert ready, "the keys typed before raw mode were thrown away"
+            assert os.read(terminal, 16) == b"ls"
+    finally:
+        os.close(terminal)
+        os.close(controller)
