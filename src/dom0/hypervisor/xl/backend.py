@@ -58,6 +58,7 @@ CONSOLE_LOG_DIR = Path("/var/log/xen/console")
 XEN_LOG_DIR = Path("/var/log/xen")
 CONFIG_DIR = Path("/etc/xen")
 ESCAPE = b"\x1d"  # Ctrl-]: xl console's own detach key
+CONSOLE_TAIL = 1024  # bytes of xl console's output kept to say why it failed
 
 # xl create/restore boot a guest and wait for its devices; under emulation that takes ~10 s, so allow plenty.
 SLOW_TIMEOUT_S = 600.0
@@ -544,7 +545,7 @@ class XlHypervisor:
         g = self.guest(ref)
         if not g.state.is_active:
             raise GuestStateError(f"{ref!r} is not running, so it has no console", f"`dom0 start {ref}` first")
-        return XlConsole(run.spawn_pty([XL, "console", str(g.id)]))
+        return XlConsole(run.spawn_pty([XL, "console", str(g.id)]), g.name)
 
     # -- logs -----------------------------------------------------------------------------------------------
 
@@ -659,20 +660,48 @@ def counters_from_top(g: Guest, cfg: DomainConfig, top: TopDomain, taken_at: flo
 
 
 class XlConsole:
-    """`xl console` on a pseudo-terminal as a Console: bytes in and out; close detaches with Ctrl-]."""
+    """`xl console` on a pseudo-terminal as a Console: bytes in and out; close detaches with Ctrl-].
 
-    def __init__(self, proc: run.PtyProcess) -> None:
+    xl console ends with 0 when the guest's console goes away (the guest stopped); any other exit code means it could
+    not attach (its lock file, xenstore, no console yet), which it says in its last line: an error here, not a
+    console that closed.
+    """
+
+    def __init__(self, proc: run.PtyProcess, name: str) -> None:
         self._proc = proc
+        self._name = name
         self._closed = False
+        self._tail = b""  # what xl console printed last: its reason when it fails
 
     def read(self, timeout: float) -> bytes | None:
-        """Bytes from the guest, b'' if none within `timeout`, None once the console closed."""
+        """Bytes from the guest, b'' if none within `timeout`, None once the console closed; Dom0Error when xl
+        console failed."""
         if self._closed:
             return None
         data = self._proc.read(timeout)
         if data is None:
             self._closed = True
+            self._check_exit()
+        else:
+            self._tail = (self._tail + data)[-CONSOLE_TAIL:]
         return data
+
+    def _check_exit(self) -> None:
+        code = self._proc.close()
+        if code == 0:
+            return
+        lines = [line.strip() for line in self._tail.decode(errors="replace").splitlines() if line.strip()]
+        said = lines[-1] if lines else f"exit code {code}"
+        if "Could not lock" in said:
+            # xenconsole's own lock: one client per console, as libvirt's "active console session"
+            raise GuestStateError(
+                f"someone else is attached to the console of {self._name!r} ({said})",
+                "detach them first (Ctrl-] in their session)",
+            )
+        raise Dom0Error(
+            f"cannot attach to the console of {self._name!r}: xl console failed: {said}",
+            f"`xl console {self._name}` fails the same way; is xenconsoled running (`service xencommons status`)?",
+        )
 
     def write(self, data: bytes) -> None:
         """Send keystrokes to the guest."""

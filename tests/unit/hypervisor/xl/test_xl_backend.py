@@ -6,16 +6,17 @@ mapping from xl's outputs to dom0's model, which is where the two backends must 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 from unitkit import DATA, dom0
 
 from dom0 import run
-from dom0.errors import HypervisorUnavailable
+from dom0.errors import Dom0Error, GuestStateError, HypervisorUnavailable
 from dom0.hypervisor import LIBVIRT_SOCKET, UriChoice, choose_uri, connect, is_xl_uri
 from dom0.hypervisor.xl import parse as xlparse
-from dom0.hypervisor.xl.backend import XlHypervisor, counters_from_top
+from dom0.hypervisor.xl.backend import XlConsole, XlHypervisor, counters_from_top
 from dom0.model import Guest, GuestState
 
 XEN = DATA / "xen"
@@ -147,3 +148,45 @@ def test_quick_xl_queries_wait_dom0_xl_timeout_seconds(
     else:
         monkeypatch.setenv("DOM0_XL_TIMEOUT", value)
     assert _fast_timeout() == seconds
+
+
+def _xl_console_ending(code: int, said: str) -> XlConsole:
+    """A Console over a program that prints what xl console prints and exits as it does (a stand-in: the real
+    `xl console` is driven in the Xen lab, tests/xen/indom0/test_procedure_console.py)."""
+    return XlConsole(run.spawn_pty(["sh", "-c", f"echo '{said}' >&2; exit {code}"]), "web")
+
+
+def _read_to_end(console: XlConsole) -> bytes:
+    shown = b""
+    deadline = time.monotonic() + 10
+    while (chunk := console.read(0.5)) is not None:
+        shown += chunk
+        assert time.monotonic() < deadline, "the console never closed"
+    return shown
+
+
+def test_xl_console_that_cannot_attach_is_an_error_saying_why() -> None:
+    console = _xl_console_ending(2, "xenconsole: Could not open /var/lock/xenconsole.7: No such file or directory")
+    with pytest.raises(Dom0Error) as err:
+        _read_to_end(console)
+    console.close()
+    assert err.value.message == (
+        "cannot attach to the console of 'web': xl console failed: "
+        "xenconsole: Could not open /var/lock/xenconsole.7: No such file or directory"
+    )
+    assert "xencommons" in err.value.hint
+
+
+def test_xl_console_held_by_another_session_says_someone_is_attached() -> None:
+    console = _xl_console_ending(
+        11, "xenconsole: Could not lock /var/lock/xenconsole.7: Resource temporarily unavailable"
+    )
+    with pytest.raises(GuestStateError, match="someone else is attached to the console of 'web'"):
+        _read_to_end(console)
+    console.close()
+
+
+def test_xl_console_that_ends_cleanly_is_a_console_that_closed() -> None:
+    console = _xl_console_ending(0, "last words")
+    assert b"last words" in _read_to_end(console)
+    console.close()
