@@ -96,7 +96,7 @@ LIBVIRT_CPU_MODEL = """<cpus>
 XEN_ARGS = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all smap=0"
 DOM0_ARGS = "root=/dev/vda rw console=hvc0 earlyprintk=xen init=/dom0init"
 IMAGE_SIZE = "3G"
-BOOT_TIMEOUT = float(os.environ.get("DOM0_XENLAB_TIMEOUT", "1500"))  # boot (~90 s) + suite (<= 1200 s) + logs
+BOOT_TIMEOUT = float(os.environ.get("DOM0_XENLAB_TIMEOUT", "2100"))  # boot (~90 s) + suite (<= 1800 s) + logs
 
 Log = Callable[[str], None]
 

@@ -10,7 +10,7 @@ import pytest
 from .lab import StageResult
 
 
-@pytest.mark.timeout(3300)  # two boots at most (lab.BOOT_TIMEOUT each), and a cold cache adds the debootstrap
+@pytest.mark.timeout(4800)  # two boots at most (lab.BOOT_TIMEOUT each), and a cold cache adds the debootstrap
 def test_the_xen_suite_passes_inside_a_real_xen_dom0(
     xen_stage: StageResult, capsys: pytest.CaptureFixture[str]
 ) -> None:
