@@ -74,7 +74,7 @@ def plan_save(hv: Hypervisor, guest: Guest, options: SaveOptions) -> SavePlan:
         raise GuestStateError(f"{guest.name} is {guest.state.words.split(':')[0]}: only a running guest can be saved")
     image = manifest.image_path(options.directory, guest.name, options.compression)
     meta = manifest.manifest_path(options.directory, guest.name)
-    existing = [p for p in (meta, *_images(options.directory, guest.name)) if p.exists()]
+    existing = existing_images(options.directory, guest.name)
     if existing and not options.replace:
         raise Dom0Error(
             f"{existing[0]} already exists: {guest.name} has an image that was never restored",
@@ -86,6 +86,27 @@ def plan_save(hv: Hypervisor, guest: Guest, options: SaveOptions) -> SavePlan:
 
 def _images(directory: Path, name: str) -> list[Path]:
     return [manifest.image_path(directory, name, c) for c in Compression]
+
+
+def existing_images(directory: Path, name: str) -> list[Path]:
+    """The guest's manifest and images already in `directory`; Dom0Error when one of those names is taken by
+    anything but a regular file. Checked before the save: the new image is renamed over the old one only after the
+    hypervisor stopped the guest, and a directory there would make that rename fail with the guest gone."""
+    found = []
+    for path in (manifest.manifest_path(directory, name), *_images(directory, name)):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise Dom0Error(f"cannot look at {path}: {exc.strerror}") from exc
+        if not stat.S_ISREG(mode):
+            raise Dom0Error(
+                f"{path} is {kind_of(mode)}: {name}'s image would have to replace it",
+                "move it out of the save directory, or save into another one with -d",
+            )
+        found.append(path)
+    return found
 
 
 class _Sink:
