@@ -77,7 +77,7 @@ def test_kernel_from_a_directory_then_sync(tmp_path: Path) -> None:
     assert doc["root"] == "UUID=0b4e2a8c-1df3-4a4f-9a43-2a7c0a0e51c1"
     assert (out / "vmlinuz").read_bytes() == b"new kernel"
 
-    # Same size, different bytes: still copied (the hash is compared, not only the size).
+    # Same size, different bytes: still copied (the bytes are compared, not only the size).
     (guest / "boot/vmlinuz-6.1.0-11-amd64").write_bytes(b"NEW KERNEL")
     r = dom0("image", "kernel", str(guest), "-o", str(out), "--sync")
     assert r.rc == 0, r.err
@@ -275,6 +275,18 @@ def test_a_copy_stops_at_the_cap_whatever_the_size_said(tmp_path: Path, monkeypa
     with pytest.raises(Dom0Error, match="more than the 1000 B a kernel or initrd can be"):
         bootcopy.copy_out(_GrowingTree(), "/boot/vmlinuz-1", tmp_path, sync=False)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sync_against_a_growing_guest_file_reads_no_more_than_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the copy from the last run matches the size the guest's inode claims and its first bytes: --sync compares
+    # byte for byte, sees the guest's file go on, and copies it afresh (stopped at the cap)
+    monkeypatch.setattr(bootcopy, "MAX_BOOT_FILE", 1000)
+    (tmp_path / "vmlinuz-1").write_bytes(b"x" * 10)
+    with pytest.raises(Dom0Error, match="more than the 1000 B a kernel or initrd can be"):
+        bootcopy.copy_out(_GrowingTree(), "/boot/vmlinuz-1", tmp_path, sync=True)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vmlinuz-1"]
 
 
 @pytest.mark.parametrize("in_the_way", ["vmlinuz-6.1.0-10-amd64", "initrd.img-6.1.0-10-amd64", "vmlinuz", "initrd.img"])
