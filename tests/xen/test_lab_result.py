@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .lab import _result
+from .lab import _result, merged, rerun_plan
 
 
 def _junit(path: Path, **cases: str) -> None:
@@ -104,3 +104,78 @@ def test_a_general_protection_fault_in_dom0s_kernel_log_counts_as_a_crash(tmp_pa
     )
     r = _result({"xl": out}, [], {})
     assert [c.split("] ", 1)[1][:25] for c in r.crashes] == ["traps: python3[1200] gene"]
+
+
+def _half_outputs(tmp_path: Path, tag: str, cases: dict[str, tuple[str, str]], rc: int) -> Path:
+    """An /outputs of one VM whose junit holds `cases`: classname::name -> (outcome, seconds)."""
+    out = tmp_path / tag
+    out.mkdir(parents=True)
+    body = {"passed": "", "failed": '<failure message="boom" />', "skipped": '<skipped message="later" />'}
+    rows = ""
+    for key, (how, seconds) in cases.items():
+        module, _, name = key.partition("::")
+        rows += f'<testcase classname="{module}" name="{name}" time="{seconds}">{body[how]}</testcase>'
+    (out / f"junit-{tag}.xml").write_text(f"<testsuites><testsuite>{rows}</testsuite></testsuites>")
+    (out / f"rc-{tag}").write_text(f"{rc}\n")
+    return out
+
+
+def test_a_second_boot_runs_a_failed_test_alone_and_a_failed_procedure_whole(tmp_path: Path) -> None:
+    first = _result(
+        {
+            "xl": _half_outputs(
+                tmp_path / "1",
+                "xl",
+                {
+                    "test_guests::test_list[xl]": ("passed", "10"),
+                    "test_guests::test_save[xl]": ("failed", "50"),
+                    "test_procedure_host::test_stop[xl]": ("failed", "90"),
+                    "test_procedure_host::test_start[xl]": ("skipped", "1"),
+                },
+                1,
+            ),
+            "libvirt": _half_outputs(tmp_path / "1", "libvirt", {"test_guests::test_list[lv]": ("passed", "9")}, 0),
+        },
+        [],
+        {},
+    )
+    assert rerun_plan(first) == {"xl": ("test_guests.py::test_save[xl],test_procedure_host.py", 141.0)}
+
+
+def test_a_half_that_reported_nothing_is_not_booted_again(tmp_path: Path) -> None:
+    (tmp_path / "xl").mkdir()
+    r = _result({"xl": tmp_path / "xl"}, ["xl"], {})
+    assert (r.failed, r.qemu_timed_out, rerun_plan(r)) == (["xl: no tests ran"], True, {})
+
+
+def test_tests_that_pass_on_the_second_boot_are_flaky_and_the_stage_passes(tmp_path: Path) -> None:
+    cases = {"test_guests::test_list[xl]": ("passed", "10"), "test_guests::test_save[xl]": ("failed", "50")}
+    first = _result({"xl": _half_outputs(tmp_path / "1", "xl", cases, 1)}, [], {"boot": 900.0})
+    again = {"test_guests::test_save[xl]": ("passed", "48")}
+    second = _result({"xl": _half_outputs(tmp_path / "2", "xl", again, 0)}, [], {"boot": 200.0})
+    r = merged(first, second)
+    assert (r.failed, r.flaky, r.tests, r.rc, r.passed) == ([], ["test_guests::test_save[xl]"], 2, 0, True)
+    assert r.timings == {"boot": 900.0, "second boot": 200.0}
+    assert "a second boot ran the failed tests again" in r.output
+
+
+def test_a_test_that_fails_on_the_second_boot_too_fails_the_stage(tmp_path: Path) -> None:
+    cases = {
+        "test_procedure_host::test_stop[xl]": ("failed", "90"),
+        "test_procedure_host::test_start[xl]": ("skipped", "1"),
+    }
+    first = _result({"xl": _half_outputs(tmp_path / "1", "xl", cases, 1)}, [], {})
+    again = {
+        "test_procedure_host::test_stop[xl]": ("passed", "80"),
+        "test_procedure_host::test_start[xl]": ("failed", "9"),
+    }
+    r = merged(first, _result({"xl": _half_outputs(tmp_path / "2", "xl", again, 1)}, [], {}))
+    assert (r.failed, r.flaky, r.passed) == (
+        ["test_procedure_host::test_start[xl]"],
+        ["test_procedure_host::test_stop[xl]"],
+        False,
+    )
+    assert r.procedures == [
+        "xl: test_procedure_host::test_stop[xl] passed on a second boot 80 s",
+        "xl: test_procedure_host::test_start[xl] failed on a second boot 9 s",
+    ]

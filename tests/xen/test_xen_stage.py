@@ -10,7 +10,8 @@ import pytest
 from .lab import StageResult
 
 
-@pytest.mark.timeout(4800)  # two boots at most (lab.BOOT_TIMEOUT each), and a cold cache adds the debootstrap
+# a boot (lab.BOOT_TIMEOUT) and at most a short second one (conftest.RERUN_TIMEOUT); a cold cache adds the debootstrap
+@pytest.mark.timeout(4800)
 def test_the_xen_suite_passes_inside_a_real_xen_dom0(
     xen_stage: StageResult, capsys: pytest.CaptureFixture[str]
 ) -> None:
