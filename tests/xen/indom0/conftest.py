@@ -9,11 +9,16 @@ Fixtures:
              whatever is left of them is destroyed at the end
   pv_guest   (module) guests["pv"]
   pvh_guest  (module) guests["pvh"]
+  libvirtd   (autouse, module and function) on xen:///system: libvirtd running, started again if emulation
+             killed it
 """
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +57,32 @@ def pv_guest(guests: dict[str, LabGuest]) -> LabGuest:
 def pvh_guest(guests: dict[str, LabGuest]) -> LabGuest:
     """The running PVH guest."""
     return guests["pvh"]
+
+
+LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
+
+
+def _libvirtd_running() -> None:
+    """Under emulation libvirtd itself has died of a segfault mid-suite (its dmesg line makes the lab count the
+    boot's emulation trouble); every later test would then fail to connect. Start it again, as systemd would."""
+    if "xen:///system" not in BACKENDS:
+        return
+    if subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True, check=False).returncode == 0:
+        return
+    print("libvirtd is not running (killed under emulation?); starting it again")
+    subprocess.run(["libvirtd", "-d"], capture_output=True, check=False, timeout=60)
+    deadline = time.monotonic() + 60
+    while not LIBVIRT_SOCKET.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def libvirtd_for_module() -> None:
+    """Before a module's own fixtures make its guests."""
+    _libvirtd_running()
+
+
+@pytest.fixture(autouse=True)
+def libvirtd() -> None:
+    """Before each test."""
+    _libvirtd_running()

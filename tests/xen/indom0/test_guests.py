@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .guests import (
     BACKENDS,
     BRIDGE,
@@ -189,38 +191,6 @@ def test_doctor_flags_a_paused_guest_and_exits_1(uri: str, pv_guest: LabGuest) -
     assert xl_state(pv_guest.name) in ("r-----", "-b----")
 
 
-def _save_and_restore(uri: str, g: LabGuest) -> None:
-    from dom0.hypervisor import UriChoice, connect
-
-    path = WORK / f"{g.name}.save"
-    path.unlink(missing_ok=True)
-    hv = connect(UriChoice(uri, "the Xen suite"))
-    try:
-        g.wait_for_tick_after(0)
-        hv.save(g.name, str(path))
-        at_save = g.last_tick()
-        assert xl_state(g.name) is None, "the saved guest still runs"
-        assert g.name not in [x.name for x in hv.guests()]
-        assert path.stat().st_size > 16 << 20  # most of its 128 MiB
-        restored = hv.restore(str(path))
-        assert (restored.name, restored.state.is_active) == (g.name, True)
-        assert xl_state(g.name) is not None
-        assert g.name in [x.name for x in hv.guests()]
-    finally:
-        hv.close()
-    # it resumed where it was: the ticks go on from the saved count and it did not boot again
-    assert g.wait_for_tick_after(at_save) > at_save
-    assert g.console_text().count(READY) == 1
-
-
-def test_save_and_restore_a_pv_guest_resumes_it(uri: str, pv_guest: LabGuest) -> None:
-    _save_and_restore(uri, pv_guest)
-
-
-def test_save_and_restore_a_pvh_guest_resumes_it(uri: str, pvh_guest: LabGuest) -> None:
-    _save_and_restore(uri, pvh_guest)
-
-
 def _stream_save_and_restore(uri: str, g: LabGuest) -> None:
     """Save into a FIFO and restore from one through the Hypervisor protocol, as dom0 save/restore stream."""
     from dom0.hypervisor import UriChoice, connect
@@ -270,56 +240,18 @@ def _keep_head(uri: str, g: LabGuest, data: bytes) -> None:
 
 
 def test_save_streams_into_a_fifo_and_restore_streams_out_of_one(uri: str, pv_guest: LabGuest) -> None:
-    # PV only: the PVH guest goes through a FIFO in the CLI test below, and each cycle costs ~30 s of the stage
+    # PV only: a PVH guest goes through a FIFO in `dom0 host stop` (test_procedure_host), and each cycle costs
+    # ~30 s of the stage. dom0 itself always saves into a FIFO, so a save straight into a file is not tested.
     _stream_save_and_restore(uri, pv_guest)
-
-
-def test_dom0_save_and_restore_cli_round_trip_a_guest(uri: str, pvh_guest: LabGuest) -> None:
-    """`dom0 save NAME -d DIR` writes a zstd image and manifest; `dom0 restore MANIFEST` brings the guest back."""
-    import shutil
-
-    import zstandard
-
-    from dom0.saves.formats import HEAD_BYTES, sniff
-
-    g = pvh_guest
-    directory = WORK / f"{g.name}.saves"
-    shutil.rmtree(directory, ignore_errors=True)
-    uuid = _long(uri, g)["uuid"]
-    g.wait_for_tick_after(0)
-    try:
-        out = json.loads(dom0(uri, "save", g.name, "-d", str(directory), "--json", timeout=600).stdout)
-        at_save = g.last_tick()
-        assert [(x["name"], x["ok"], x["uuid"]) for x in out["guests"]] == [(g.name, True, uuid)], out
-        assert xl_state(g.name) is None, "the saved guest still runs"
-        assert sorted(p.name for p in directory.iterdir()) == [f"{g.name}.manifest.json", f"{g.name}.save.zst"]
-        meta = json.loads((directory / f"{g.name}.manifest.json").read_text())
-        expected = "xl" if uri == "xl://" else "libxl"
-        assert (meta["name"], meta["uuid"], meta["uri"], meta["save_format"]) == (g.name, uuid, uri, expected)
-        image = directory / meta["image"]
-        assert meta["stored_bytes"] == image.stat().st_size
-        assert meta["raw_bytes"] > 16 << 20
-        # the stored stream decompresses to the driver's own image: its header names this guest
-        with image.open("rb") as f:
-            head = zstandard.ZstdDecompressor().stream_reader(f).read(HEAD_BYTES)
-        header = sniff(head)
-        assert (str(header.format), header.name, header.uuid) == (expected, g.name, uuid)
-
-        manifest = str(directory / f"{g.name}.manifest.json")
-        out = json.loads(dom0(uri, "restore", manifest, "--json", timeout=600).stdout)
-        assert [(x["name"], x["ok"]) for x in out["guests"]] == [(g.name, True)], out
-        assert out["guests"][0]["state"] in ("running", "blocked"), out  # an idle Xen guest shows as blocked
-        assert xl_state(g.name) is not None
-        assert not directory.exists() or not list(directory.iterdir()), "the image outlived the restore"
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    assert g.wait_for_tick_after(at_save) > at_save
-    assert g.console_text().count(READY) == 1
 
 
 def test_two_dom0_saves_of_one_guest_at_once_make_one_image(uri: str, pv_guest: LabGuest) -> None:
     """Two `dom0 save` runs of the PV guest started together (a cron job and a shell): one saves it, the other is
     refused at once naming the first (pid, since when), writing nothing; the one image restores the guest."""
+    if uri != "xl://":
+        # the guest's lock is dom0's own, the same for every backend (tests/integration/test_locks.py holds it on
+        # QEMU guests); on Xen it is proven through xl://, where two xl saves of one domain would otherwise race
+        pytest.skip("the lock is backend-independent: proven once on Xen, through xl://")
     import re
     import shutil
     import subprocess

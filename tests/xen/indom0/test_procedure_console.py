@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from .guests import POWEROFF, READY, LabGuest, cleanup, wait_until_gone, xl_state
-from .procguests import blank_disk, create, definition, lab_guest
+from .procguests import bare_definition, create, lab_guest, trace
 
 # An emulated dom0 takes seconds to start Python and connect; the guest answers within a second or two.
 ATTACH_TIMEOUT = 90.0
@@ -107,14 +107,13 @@ class Terminal:
 
 @pytest.fixture(scope="module")
 def guest(uri: str) -> Iterator[LabGuest]:
-    """A PV guest whose hvc0 runs the guest kit's root shell (and its ticks)."""
+    """A PV guest (no disk, no NIC) whose hvc0 runs the guest kit's root shell (and its ticks)."""
     # xl console takes a lock file in /var/lock (/run/lock), which a Debian dom0's boot makes (systemd-tmpfiles);
     # the lab's dom0init mounts a bare /run. Without it dom0 reports xl console's failure (unit-tested).
     Path("/run/lock").mkdir(mode=0o1777, exist_ok=True)
     g = lab_guest(uri, "console", "pv", 1)
     try:
-        blank_disk(g)
-        create((g, definition(g)))
+        create((g, bare_definition(g)))
         g.wait_for_console(READY)
         yield g
     finally:
@@ -168,7 +167,7 @@ def test_console_runs_a_command_in_the_guest_and_ctrl_bracket_detaches_while_it_
     took = time.monotonic() - pressed
     assert code == 0, session.text()
     assert f"detached from {guest.name}'s console; it keeps running" in session.text(mark)
-    print(f"{guest.name}: dom0 console ended {took:.1f} s after Ctrl-]")
+    trace(f"{guest.name}: dom0 console ended {took:.1f} s after Ctrl-]; the terminal showed:\n{session.text()}")
     assert took < 10, f"Ctrl-] took {took:.1f} s to detach"
     # the guest runs on: its clock-driven ticks continue after the detach
     assert xl_state(guest.name) in ("r-----", "-b----")

@@ -15,13 +15,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .guests import GUEST_INITRAMFS, GUEST_KERNEL, WORK, LabGuest, cleanup, dom0
-from .procguests import create, definition, lab_guest, xl_replace, xml_replace
+from .procguests import create, definition, lab_guest, trace, xl_replace, xml_replace
 
 KV = os.uname().release  # the lab's guests boot dom0's own Debian kernel
 KERNEL_DIR = WORK / "kernel"
@@ -55,8 +56,10 @@ def _build_image() -> None:
     size = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file()) + (24 << 20)
     with IMAGE.open("wb") as f:
         f.truncate(size)
+    started = time.monotonic()
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "guestroot", "-d", str(tree), str(IMAGE)], check=True, timeout=300)
     shutil.rmtree(tree)
+    trace(f"mkfs.ext4 -d of the guest's / ({size >> 20} MiB): {time.monotonic() - started:.1f} s")
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +92,9 @@ PRINTED: dict[str, list[str]] = {}
 
 
 def test_image_kernel_sync_copies_the_kernel_out_of_the_guests_boot_as_it_is(uri: str, guest: LabGuest) -> None:
+    started = time.monotonic()
     out = dom0(uri, "image", "kernel", str(IMAGE), "-o", str(OUT), "--sync", timeout=300).stdout
-    print(out)
+    trace(f"image kernel --sync, first ({time.monotonic() - started:.1f} s):\n{out}")
     lines = out.splitlines()
     assert lines[0] == f"kernel {KV} from the guest's /boot (whole disk) into {OUT}:", out
     assert f"  copied    /boot/vmlinuz-{KV} -> {OUT}/vmlinuz-{KV}" in lines, out
@@ -117,20 +121,25 @@ def test_the_guest_boots_from_the_printed_boot_lines(uri: str, guest: LabGuest) 
         pytest.skip("image kernel printed no boot lines")
     text = definition(guest)
     if uri == "xl://":
-        text = xl_replace(text, drop=("kernel", "ramdisk", "extra"), add=PRINTED["xl"])
+        text = xl_replace(text, drop=("kernel", "ramdisk", "extra", "vif"), add=PRINTED["xl"])
     else:
-        text = xml_replace(text, drop=("kernel", "initrd", "cmdline"), after="<type ", add=PRINTED["libvirt"])
+        text = xml_replace(
+            text, drop=("kernel", "initrd", "cmdline", "interface"), after="<type ", add=PRINTED["libvirt"]
+        )
+    started = time.monotonic()
     create((guest, text))
     # mode=idle came from the guest's own grub.cfg, through the printed command line
     guest.wait_for_console("dom0test ready mode=idle")
+    trace(f"{guest.name}: created and ready in {time.monotonic() - started:.1f} s from:\n{text}")
 
 
 def test_a_second_sync_copies_nothing_and_says_so(uri: str, guest: LabGuest) -> None:
     if not PRINTED:
         pytest.skip("image kernel copied nothing the first time")
     before = {p.name: os.lstat(p) for p in OUT.iterdir()}
+    started = time.monotonic()
     out = dom0(uri, "image", "kernel", str(IMAGE), "-o", str(OUT), "--sync", timeout=300).stdout
-    print(out)
+    trace(f"image kernel --sync, second ({time.monotonic() - started:.1f} s):\n{out}")
     assert out.splitlines()[0] == (
         f"up to date: kernel {KV} in {OUT} already matches the guest's /boot (whole disk)"
     ), out
