@@ -454,10 +454,16 @@ def junit_summary(path: Path) -> tuple[int, list[str]]:
     return len(outcomes), [name for name, how in outcomes.items() if how == "failed"]
 
 
-def run_stage(log: Log = print, timeout: float = BOOT_TIMEOUT, tests: dict[str, str] | None = None) -> StageResult:
+def run_stage(
+    log: Log = print,
+    timeout: float = BOOT_TIMEOUT,
+    tests: dict[str, str] | None = None,
+    deadline: float | None = None,
+) -> StageResult:
     """Build (or reuse) the image, boot one lab VM per backend, run the Xen suite in each, bring results back.
 
-    `tests` (backend tag -> DOM0_XENLAB_TESTS' form) boots only those backends' VMs, each running only those tests."""
+    `tests` (backend tag -> DOM0_XENLAB_TESTS' form) boots only those backends' VMs, each running only those tests.
+    `deadline` (time.monotonic()) shortens the boot's hard timeout to what is left then, ten minutes at the least."""
     halves = tests if tests is not None else {tag: SELECTED_TESTS for tag in BACKENDS}
     kv = kernel_version()
     with locked(WORK / "lock"):
@@ -466,6 +472,8 @@ def run_stage(log: Log = print, timeout: float = BOOT_TIMEOUT, tests: dict[str, 
         t1 = time.monotonic()
         stage_root(root, kv, log)
         image, xen = make_image(root, WORK)
+        if deadline is not None:  # after the root's build, which a cold cache makes long
+            timeout = min(timeout, max(deadline - time.monotonic(), 600.0))
         commands: dict[str, list[str]] = {}
         for i, tag in enumerate(halves):
             vm = WORK / tag
@@ -615,6 +623,19 @@ def rerun_plan(result: StageResult) -> dict[str, tuple[str, float]]:
             seconds += took if f"{module}.py" in picks or f"{module}.py::{test}" in picks else 0.0
         plan[tag] = (",".join(picks), seconds)
     return plan
+
+
+# A lab VM's boot to a ready toolstack (~60 s) with room for a slow one; and the most a second boot may take.
+READY_SECONDS = 180
+RERUN_TIMEOUT = 1200
+
+
+def second_boot_timeout(plan: dict[str, tuple[str, float]], left: float) -> float | None:
+    """The hard timeout of a second boot running `plan` (rerun_plan's): a boot, twice the tests' first-run time and
+    the logs, at most RERUN_TIMEOUT and the `left` seconds of the run's budget; None when that leaves no room."""
+    seconds = max((took for _, took in plan.values()), default=0.0)
+    timeout = min(RERUN_TIMEOUT, READY_SECONDS + 2 * seconds + COLLECT_SECONDS, left)
+    return timeout if timeout >= READY_SECONDS + COLLECT_SECONDS + 120 else None
 
 
 def merged(first: StageResult, second: StageResult) -> StageResult:

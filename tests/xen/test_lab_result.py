@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .lab import _result, merged, rerun_plan
+from .lab import RERUN_TIMEOUT, _result, merged, rerun_plan, second_boot_timeout
 
 
 def _junit(path: Path, **cases: str) -> None:
@@ -179,3 +179,11 @@ def test_a_test_that_fails_on_the_second_boot_too_fails_the_stage(tmp_path: Path
         "xl: test_procedure_host::test_stop[xl] passed on a second boot 80 s",
         "xl: test_procedure_host::test_start[xl] failed on a second boot 9 s",
     ]
+
+
+def test_a_second_boot_gets_twice_its_tests_time_within_the_runs_budget() -> None:
+    plan = {"xl": ("test_procedure_host.py", 141.0), "libvirt": ("test_guests.py::test_list[lv]", 20.0)}
+    assert second_boot_timeout(plan, 3000.0) == 180 + 2 * 141 + 120
+    assert second_boot_timeout(plan, 500.0) == 500.0  # what is left of the run's budget
+    assert second_boot_timeout({"xl": ("test_procedure_clone.py", 900.0)}, 3000.0) == RERUN_TIMEOUT
+    assert second_boot_timeout(plan, 400.0) is None  # no room for a boot, its tests and the logs
