@@ -70,6 +70,7 @@ def _libvirtd_running() -> None:
     if subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True, check=False).returncode == 0:
         return
     print("libvirtd is not running (killed under emulation?); starting it again")
+    LIBVIRT_SOCKET.unlink(missing_ok=True)  # the dead one's: the wait below is for the new one's
     subprocess.run(["libvirtd", "-d"], capture_output=True, check=False, timeout=60)
     deadline = time.monotonic() + 60
     while not LIBVIRT_SOCKET.exists() and time.monotonic() < deadline:
