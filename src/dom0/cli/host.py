@@ -14,7 +14,7 @@ from dom0.cli.session import hypervisor, lock_wait, print_error, print_json, pri
 from dom0.cli.table import render
 from dom0.hypervisor import Hypervisor
 from dom0.model import BarFactory
-from dom0.saves import fifo, hostconfig
+from dom0.saves import batch, fifo, hostconfig
 from dom0.saves import host as hostpower
 from dom0.saves.batch import Locks
 from dom0.saves.host import Step
@@ -90,6 +90,7 @@ def _run(
             return _print(args, steps, f"{title} would do (images {images} {config.directory})", None)
         with locks:
             plans, steps = plan(hv, config, args.guests, locks)
+            print_notes(batch.serial_notes(hv, len(plans)))
             started = time.monotonic()
             with board(not args.json) as progress:
                 results = apply(hv, config, plans, steps, progress.bar)

@@ -69,6 +69,7 @@ def cmd_save(args: argparse.Namespace) -> int:
             started = time.monotonic()
             outcomes: list[Outcome[Manifest]] = []
             if planned.plans:
+                print_notes(batch.serial_notes(hv, len(planned.plans)))
                 with board(not args.json) as progress:
                     outcomes = batch.save_all(hv, planned.plans, planned.options, planned.jobs, progress.bar)
             return _report_saves(args, [*outcomes, *planned.left], directory, time.monotonic() - started)
@@ -82,6 +83,7 @@ def _print_save_plan(args: argparse.Namespace, planned: batch.SaveBatch) -> int:
             {
                 "dry_run": True,
                 "jobs": jobs,
+                "one_at_a_time": planned.serial or None,
                 "compression": str(options.compression),
                 "level": options.level,
                 "guests": [
@@ -91,7 +93,8 @@ def _print_save_plan(args: argparse.Namespace, planned: batch.SaveBatch) -> int:
             }
         )
         return 0
-    print(f"would save {len(plans)} guest(s), {jobs} at a time, {how}, into {options.directory}:")
+    serial = f" ({planned.serial})" if planned.serial else ""
+    print(f"would save {len(plans)} guest(s), {jobs} at a time{serial}, {how}, into {options.directory}:")
     rows = [
         (
             p.guest.name,
@@ -197,6 +200,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             started = time.monotonic()
             outcomes: list[Outcome[Any]] = []
             if acting:
+                print_notes(batch.serial_notes(hv, len(acting)))
                 with board(not args.json) as progress:
                     outcomes = batch.restore_all(hv, acting, jobs, paused=args.paused, keep=args.keep, bar=progress.bar)
             return _report_restores(args, [*outcomes, *left], time.monotonic() - started)

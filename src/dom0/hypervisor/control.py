@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from dom0.errors import GuestNotFound, OperationTimeout
+from dom0.errors import Dom0Error, GuestNotFound, OperationTimeout
 from dom0.hypervisor import Hypervisor
 from dom0.model import GuestState
 
@@ -52,13 +52,19 @@ def wait_for_stop(
     start = clock()
     stopped: list[str] = []
     waiting = list(refs)
+    seen: dict[str, GuestState] = {}
     while True:
         running: dict[str, GuestState] = {}
         for ref in waiting:
             try:
-                state = hv.guest(ref).state
+                state = seen[ref] = hv.guest(ref).state
             except GuestNotFound:
                 stopped.append(ref)  # a transient guest disappears once it stops
+                continue
+            except Dom0Error:
+                # libvirt's Xen driver cannot read a domain while Xen tears it down ("libxl_domain_info failed"):
+                # not stopped yet as far as anyone can tell, so looked at again
+                running[ref] = seen.get(ref, GuestState.NOSTATE)
                 continue
             if state.is_active:
                 running[ref] = state

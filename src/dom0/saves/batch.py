@@ -148,6 +148,25 @@ def default_jobs(directory: Path, count: int, *, compressed: bool = True) -> int
     return max(1, min(jobs, count))
 
 
+def at_once(hv: Hypervisor, jobs: int) -> int:
+    """`jobs`, or 1 where the hypervisor's driver saves and restores only one guest at a time."""
+    return 1 if one_at_a_time(hv) else jobs
+
+
+def one_at_a_time(hv: Hypervisor) -> str:
+    """Why this hypervisor saves and restores one guest at a time, in words; "" where it may run several."""
+    form = hv.save_format
+    if form is None or not form.one_at_a_time:
+        return ""
+    return f"{form.description} saves and restores one guest at a time"
+
+
+def serial_notes(hv: Hypervisor, count: int) -> list[str]:
+    """The note to print before saving or restoring `count` guests one after another on this hypervisor, if any."""
+    why = one_at_a_time(hv) if count > 1 else ""
+    return [why] if why else []
+
+
 def compressor_threads(jobs: int) -> int:
     """zstd worker threads per guest, so that all guests together use every core once."""
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
@@ -177,6 +196,7 @@ class SaveBatch:
     options: SaveOptions
     jobs: int
     left: tuple[Outcome[Any], ...] = ()
+    serial: str = ""  # why `jobs` is 1 whatever was asked (`one_at_a_time`)
 
 
 def plan_saves(
@@ -202,9 +222,10 @@ def plan_saves(
         guests, left = locks.take(guests, lambda g: g.name, lambda g: LockKey(g.uuid, g.name))
         guests = [now for now in (_again(hv, g, every=refs is None) for g in guests) if now is not None]
     target = directory if directory.is_dir() else directory.parent
-    jobs = jobs or default_jobs(target, len(guests), compressed=compression is not Compression.NONE)
+    jobs = at_once(hv, jobs or default_jobs(target, len(guests), compressed=compression is not Compression.NONE))
     options = SaveOptions(directory, compression, level, compressor_threads(jobs), replace)
-    return SaveBatch(tuple(stream.plan_save(hv, g, options) for g in guests), options, jobs, tuple(left))
+    plans = tuple(stream.plan_save(hv, g, options) for g in guests)
+    return SaveBatch(plans, options, jobs, tuple(left), one_at_a_time(hv))
 
 
 def _again(hv: Hypervisor, guest: Guest, *, every: bool) -> Guest | None:
@@ -260,14 +281,14 @@ def run_each(
 def save_all(
     hv: Hypervisor, plans: Sequence[SavePlan], options: SaveOptions, jobs: int, bar: BarFactory = no_bar
 ) -> list[Outcome[Manifest]]:
-    """Save the planned guests into `options.directory` (created if need be), `jobs` at a time, one progress bar
-    each; one outcome per guest, in the plans' order."""
+    """Save the planned guests into `options.directory` (created if need be), `jobs` at a time (one where the driver
+    allows no more), one progress bar each; one outcome per guest, in the plans' order."""
     make_directory(options.directory)
 
     def one(worker: Hypervisor, plan: SavePlan) -> Manifest:
         return stream.save_guest(worker, plan, options, bar(plan.guest.name, plan.guest.memory_kib * 1024))
 
-    return run_each(hv, plans, lambda p: p.guest.name, one, jobs)
+    return run_each(hv, plans, lambda p: p.guest.name, one, at_once(hv, jobs))
 
 
 def restore_all(
@@ -279,7 +300,8 @@ def restore_all(
     keep: bool = False,
     bar: BarFactory = no_bar,
 ) -> list[Outcome[Guest]]:
-    """Restore images (paths, or plans already checked), `jobs` at a time, one progress bar each; in their order."""
+    """Restore images (paths, or plans already checked), `jobs` at a time (one where the driver allows no more), one
+    progress bar each; in their order."""
 
     def one(worker: Hypervisor, image: Path | RestorePlan) -> Guest:
         # A path is checked whole (size, checksum, header) just before its own restore: the checks of the others
@@ -288,7 +310,7 @@ def restore_all(
         size = plan.record.stored_bytes if plan.record else plan.image.stat().st_size
         return stream.restore_image(worker, plan, keep=keep, progress=bar(plan.name, size))
 
-    return run_each(hv, images, image_name, one, jobs)
+    return run_each(hv, images, image_name, one, at_once(hv, jobs))
 
 
 def check_all(hv: Hypervisor, paths: Sequence[Path], jobs: int, *, paused: bool = False) -> list[Outcome[RestorePlan]]:

@@ -113,9 +113,9 @@ def _still_running(hv: Hypervisor, guest: Guest) -> Guest | None:
     return now if now.state.is_active else None
 
 
-def _jobs(config: HostConfig, count: int) -> int:
+def _jobs(hv: Hypervisor, config: HostConfig, count: int) -> int:
     compressed = config.compression is not Compression.NONE
-    return config.jobs or batch.default_jobs(config.directory, max(1, count), compressed=compressed)
+    return batch.at_once(hv, config.jobs or batch.default_jobs(config.directory, max(1, count), compressed=compressed))
 
 
 def _save_options(config: HostConfig, jobs: int) -> SaveOptions:
@@ -127,7 +127,7 @@ def apply_stop(
     hv: Hypervisor, config: HostConfig, saves: list[SavePlan], steps: list[Step], bar: BarFactory = no_bar
 ) -> list[Step]:
     """Save in parallel, shut down the rest (and any guest whose save failed), wait; every guest's result."""
-    jobs = _jobs(config, len(saves))
+    jobs = _jobs(hv, config, len(saves))
     options = _save_options(config, jobs)
     outcomes = {o.name: o for o in batch.save_all(hv, saves, options, jobs, bar)}
     done: list[Step] = []
@@ -240,7 +240,7 @@ def apply_start(
     hv: Hypervisor, config: HostConfig, plans: list[RestorePlan], steps: list[Step], bar: BarFactory = no_bar
 ) -> list[Step]:
     """Restore in parallel, then start the autostart guests; every guest's result."""
-    jobs = _jobs(config, len(plans))
+    jobs = _jobs(hv, config, len(plans))
     outcomes = {o.name: o for o in batch.restore_all(hv, plans, jobs, bar=bar)}
     results: list[Step] = []
     for step in steps:

@@ -7,14 +7,16 @@ from typing import cast
 
 import pytest
 
-from dom0.errors import GuestNotFound, OperationTimeout
+from dom0.errors import Dom0Error, GuestNotFound, OperationTimeout
 from dom0.hypervisor import Hypervisor
 from dom0.hypervisor.control import wait_for_stop, wait_until_stopped
 from dom0.model import GuestState
 
 
 class _Host:
-    """Guests that stop after a number of looks: `quick` on the second, `slow` never, `gone` vanishes."""
+    """Guests that stop after a number of looks: `quick` on the second, `slow` never, `gone` vanishes; `dying`
+    cannot be read on its second look (as libvirt's Xen driver fails while Xen tears a domain down) and is gone on
+    its third; `unreadable` can never be read."""
 
     def __init__(self) -> None:
         self.looks: dict[str, int] = {}
@@ -22,8 +24,10 @@ class _Host:
 
     def guest(self, ref: str) -> SimpleNamespace:
         self.looks[ref] = self.looks.get(ref, 0) + 1
-        if ref == "gone":
+        if ref == "gone" or (ref == "dying" and self.looks[ref] >= 3):
             raise GuestNotFound(f"no guest {ref}")
+        if ref == "unreadable" or (ref == "dying" and self.looks[ref] == 2):
+            raise Dom0Error(f"cannot read guest '{ref}': internal error: libxl_domain_info failed for domain '3'")
         stopped = ref == "quick" and self.looks[ref] >= 2
         return SimpleNamespace(state=GuestState.SHUTOFF if stopped else GuestState.PAUSED)
 
@@ -60,3 +64,11 @@ def test_shutdown_wait_says_the_guest_still_runs() -> None:
     assert "dom0 destroy web1" in caught.value.hint
     assert host.destroyed == []
     assert 0 < wait_until_stopped(cast(Hypervisor, host), "quick", 3, poll=0, clock=_Clock()) <= 3
+
+
+def test_a_guest_that_cannot_be_read_while_it_stops_is_looked_at_again() -> None:
+    host, clock = _Host(), _Clock()
+    stopped, running = wait_for_stop(cast(Hypervisor, host), ["dying", "unreadable"], 5, poll=0, clock=clock)
+    assert stopped == ["dying"]
+    assert running == {"unreadable": GuestState.NOSTATE}  # reported still running at the timeout, not destroyed
+    assert host.destroyed == []

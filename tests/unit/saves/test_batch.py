@@ -10,6 +10,7 @@ import pytest
 
 from dom0.errors import Dom0Error
 from dom0.hypervisor import Hypervisor, UriChoice, connect
+from dom0.model import SaveFormat
 from dom0.saves import batch
 
 
@@ -76,3 +77,10 @@ def test_restore_all_reports_each_refused_image_under_its_guest(tmp_path: Path) 
     assert not any(o.ok for o in outcomes)
     assert "db1.manifest.json" in outcomes[0].error
     assert hv.guest("test").state.is_active  # nothing else touched
+
+
+def test_only_libvirts_xen_driver_saves_one_guest_at_a_time() -> None:
+    # libvirtd's libxl driver died under two saves at once; xl and QEMU guests keep their parallel saves
+    assert [f for f in SaveFormat if f.one_at_a_time] == [SaveFormat.LIBXL]
+    hv = connect(UriChoice("test:///default", "the test driver"))
+    assert (batch.at_once(hv, 4), batch.one_at_a_time(hv), batch.serial_notes(hv, 2)) == (4, "", [])

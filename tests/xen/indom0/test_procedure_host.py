@@ -1,6 +1,7 @@
 """`dom0 host stop` and `dom0 host start`, as the host's shutdown and boot run them, on three guests of this module:
-a PV and a PVH guest are saved side by side (each streamed through a FIFO into a zstd image with its manifest) and
-come back ticking on from where they were; the third must not be saved (host.toml says `on_stop = "shutdown"`, as
+a PV and a PVH guest are saved (each streamed through a FIFO into a zstd image with its manifest; side by side
+through xl, one after the other through libvirt's Xen driver, which died under two saves at once) and come back
+ticking on from where they were; the third must not be saved (host.toml says `on_stop = "shutdown"`, as
 for a guest with passed-through hardware), so it gets an orderly shutdown, which its kernel carries out, and the
 report says so.
 
@@ -117,7 +118,7 @@ def _config(nosave: LabGuest) -> None:
 TICKS_AT_STOP: dict[str, tuple[int, int]] = {}  # name -> (last tick, console log length) when host stop ended
 
 
-def test_host_stop_saves_two_guests_at_once_and_shuts_down_the_one_not_to_be_saved(
+def test_host_stop_saves_both_guests_and_shuts_down_the_one_not_to_be_saved(
     uri: str, guests: dict[str, LabGuest]
 ) -> None:
     refused = guests["nosave"]
@@ -146,8 +147,13 @@ def test_host_stop_saves_two_guests_at_once_and_shuts_down_the_one_not_to_be_sav
     for g in saved:
         assert rows[g.name] == f"{g.name} save saved {SAVE_DIR / g.name}.save.zst", proc.stdout
         assert xl_state(g.name) is None, f"{g.name} still runs after it was saved"
-    # both saves ran at the same time: their work directories existed together
-    assert any({saved[0].name, saved[1].name} <= names for names in together), together
+    if uri == "xl://":
+        # both saves ran at the same time: their work directories existed together
+        assert any({saved[0].name, saved[1].name} <= names for names in together), together
+    else:
+        # one after the other, and the administrator is told why
+        assert not any(len(names) > 1 for names in together), together
+        assert "dom0: libvirt's Xen (libxl) driver saves and restores one guest at a time" in proc.stderr
 
     # the one not to be saved: shut down in order (not destroyed), and the report says why
     assert rows[refused.name] == f"{refused.name} shutdown shut down configured: on_stop = shutdown", proc.stdout
@@ -189,6 +195,8 @@ def test_host_start_restores_both_and_they_tick_on_from_where_they_were(uri: str
     proc = dom0(uri, "host", "start", "--config", str(CONFIG), *names, timeout=600, check=False)
     trace(f"host start ({time.monotonic() - started:.1f} s, exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    if uri != "xl://":
+        assert "dom0: libvirt's Xen (libxl) driver saves and restores one guest at a time" in proc.stderr
     rows = _rows(proc.stdout, names)
     for g in saved:
         assert rows[g.name] == f"{g.name} restore restored {SAVE_DIR / g.name}.save.zst", proc.stdout
