@@ -1,4 +1,5 @@
-"""The two build steps pyproject.toml cannot declare (it holds everything else, the version included):
+"""The two build steps pyproject.toml cannot declare (it holds everything else, the version included), and the
+licence (see pyproject.toml for why it is given here):
 
 - dom0/VERSION: pyproject.toml's version, which dom0/__init__.py reads (cheaper than importlib.metadata at every
   start), in the wheel, or in src/dom0 for an editable install (which runs src/ itself; .gitignore has it);
@@ -51,4 +52,4 @@ class InstallData(install_data):
         super().run()
 
 
-setup(cmdclass={"build_py": BuildPy, "install_data": InstallData})
+setup(license="GPL-2.0-or-later", cmdclass={"build_py": BuildPy, "install_data": InstallData})
